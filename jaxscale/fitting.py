@@ -49,13 +49,13 @@ def check_tasks(data: Dataset, law: Law, loss: losses_mod.Loss) -> list[str]:
                 j = int(np.argmax(bad))
                 col = data.x_names[int(np.argmax(data.x[i, j] <= 0))]
                 reasons[i] = (f"task {key}: law {law.name!r} takes log of x but column {col!r} has "
-                              f"non-positive value {data.x[i, j].min()!r}")
+                              f"non-positive value {float(data.x[i, j].min())!r}")
                 continue
         if loss.needs_positive_y:
             bad = m[i] & ~(data.y[i] > 0)
             if bad.any():
                 reasons[i] = (f"task {key}: loss {loss.name!r} takes log of {data.y_name!r} but it has "
-                              f"non-positive value {data.y[i][bad].min()!r}")
+                              f"non-positive value {float(data.y[i][bad].min())!r}")
                 continue
         if m[i].sum() < law.n_params:
             reasons[i] = (f"task {key}: {int(m[i].sum())} point(s) for {law.n_params} free parameters "

@@ -1,0 +1,95 @@
+"""fit -> FitResult: forecast table, per-row prediction, save/load, starts and keys."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import jaxscale
+from jaxscale import laws
+
+
+@pytest.fixture(scope="module")
+def two_tasks():
+    rows = []
+    for t, (e, c) in {"small": (2.0, -0.3), "big": (1.5, -0.25)}.items():
+        for x in np.geomspace(1e6, 1e9, 8):
+            rows.append({"run": t, "N": x, "loss": e + 30 * x**c})
+    df = pd.DataFrame(rows)
+    return df, jaxscale.fit(df, "saturating_power_law", x="N", y="loss", by="run")
+
+
+def test_params_and_diagnostics(two_tasks):
+    _, res = two_tasks
+    table = res.to_frame().set_index("run")
+    assert table.loc["small", "eps_inf"] == pytest.approx(2.0, rel=1e-6)
+    assert table.loc["big", "c"] == pytest.approx(-0.25, rel=1e-6)
+    assert set(table["status"]) == {"converged"}
+    assert {"objective", "reason", "n_points", "n_iter", "grad_norm"} <= set(table.columns)
+
+
+def test_forecast_table_shape(two_tasks):
+    _, res = two_tasks
+    fc = res.forecast([1e10, 1e11])
+    assert list(fc.columns) == ["run", "N", "prediction"]
+    assert len(fc) == 4
+    row = fc[(fc.run == "small") & (fc.N == 1e11)].iloc[0]
+    assert row.prediction == pytest.approx(2.0 + 30 * 1e11**-0.3, rel=1e-6)
+
+
+def test_predict_rows_by_task_key(two_tasks):
+    _, res = two_tasks
+    q = pd.DataFrame({"run": ["big", "small", "unknown"], "N": [1e10, 1e10, 1e10]})
+    pred = res.predict(q)
+    assert pred[0] == pytest.approx(1.5 + 30 * 1e10**-0.25, rel=1e-6)
+    assert pred[1] == pytest.approx(2.0 + 30 * 1e10**-0.3, rel=1e-6)
+    assert np.isnan(pred[2])
+    fc = res.forecast(q)
+    assert list(fc.columns) == ["run", "N", "prediction"]
+
+
+def test_save_and_load_round_trip(two_tasks, tmp_path):
+    _, res = two_tasks
+    res.save(tmp_path / "fit")
+    back = jaxscale.load(tmp_path / "fit")
+    pd.testing.assert_frame_equal(back.to_frame(), res.to_frame(), check_column_type=False)
+    np.testing.assert_allclose(back.predict([1e12]), res.predict([1e12]))
+    assert back.loss.name == "mse_log" and back.law is laws.saturating_power_law
+
+
+def test_save_load_keeps_law_options(tmp_path):
+    x = np.geomspace(1e3, 1e8, 12)
+    law = laws.m4.fix(eps_0=1.0)
+    y = np.asarray(law({"eps_inf": 0.2, "beta": 3e3, "c": -0.6, "alpha": 0.7}, x))
+    res = jaxscale.fit(jaxscale.Dataset.from_arrays(x[None], y[None]), law, loss="huber_log",
+                       loss_options={"delta": 0.01})
+    back = jaxscale.load(res.save(tmp_path / "m4"))
+    assert back.law.fixed == {"eps_0": 1.0} and dict(back.loss.options) == {"delta": 0.01}
+    np.testing.assert_allclose(back.predict(x), res.predict(x))
+
+
+def test_user_starts_grid_and_array_and_key():
+    x = np.geomspace(1e6, 1e9, 8)
+    ds = jaxscale.Dataset.from_arrays(x[None], (2.0 + 30 * x**-0.3)[None])
+    grid = {"eps_inf": [1.0, 1.9], "beta": [10.0, 50.0], "c": [-0.5, -0.1]}
+    a = jaxscale.fit(ds, laws.saturating_power_law, starts=grid)
+    b = jaxscale.fit(ds, laws.saturating_power_law, starts=np.array([[1.9, 30.0, -0.3]]))
+    c1 = jaxscale.fit(ds, laws.saturating_power_law, starts=grid, key=jax.random.PRNGKey(0))
+    c2 = jaxscale.fit(ds, laws.saturating_power_law, starts=grid, key=jax.random.PRNGKey(0))
+    for r in (a, b, c1):
+        assert r.params["c"][0] == pytest.approx(-0.3, rel=1e-6)
+    np.testing.assert_array_equal(c1.u, c2.u)  # same key, same result
+    with pytest.raises(ValueError, match="3 parameters"):
+        jaxscale.fit(ds, laws.saturating_power_law, starts=np.ones((2, 2)))
+
+
+def test_failed_task_reported_not_nan_silently():
+    """A task whose objective is non-finite everywhere is reported with a reason."""
+    x = np.geomspace(1e6, 1e9, 8)
+    y = np.stack([2.0 + 30 * x**-0.3, 1e308 * np.ones(8)])
+    res = jaxscale.fit(jaxscale.Dataset.from_arrays(np.stack([x, x]), y), laws.saturating_power_law, loss="mse")
+    assert res.ok[0] and res.status[0] == jaxscale.Status.CONVERGED
+    assert not res.ok[1] and res.status[1] == jaxscale.Status.NONFINITE and "not finite" in res.reasons[1]
+    assert np.isnan(res.params["c"][1])
