@@ -9,7 +9,7 @@ new data sizes do not trigger new compilations.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -149,7 +149,7 @@ class Dataset:
                 for row in np.nonzero(dup)[0]:
                     t = gid[row]
                     if t not in problems:
-                        xs = ", ".join(f"{c}={frame[c].iloc[row]!r}" for c in x_names)
+                        xs = ", ".join(f"{c}={float(frame[c].iloc[row]):g}" for c in x_names)
                         problems[t] = (
                             f"duplicate rows for task {_key_str(keys, t)} at {xs} "
                             "(pass duplicates='mean' to average them)"
@@ -250,8 +250,13 @@ class Dataset:
         return dataclasses.replace(self, mask=keep, weight=np.where(keep, self.weight, 0.0))
 
     def task_index(self, frame: pd.DataFrame) -> np.ndarray:
-        """Index of each row's task (by the `by` columns); -1 where the task is unknown."""
+        """Index of each row's task (by the `by` columns); -1 where the task is unknown.
+
+        A table without the key columns is allowed when there is a single task.
+        """
         missing = [c for c in self.by if c not in frame.columns]
+        if missing and self.n_tasks == 1 and len(missing) == len(self.by):
+            return np.zeros(len(frame), dtype=int)
         if missing:
             raise DataError(f"column(s) {missing} (the task keys) not in the table")
         lookup = self.keys.assign(_tid=np.arange(self.n_tasks))
@@ -276,6 +281,3 @@ def _key_str(keys: pd.DataFrame, t: int) -> str:
     row = keys.iloc[int(t)]
     return ", ".join(f"{c}={row[c]!r}" for c in keys.columns)
 
-
-def concat_keys(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat(list(frames), ignore_index=True)

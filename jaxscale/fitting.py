@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -15,19 +15,15 @@ from jaxscale.data import DataError, Dataset
 from jaxscale.laws import Law
 from jaxscale.laws import get as get_law
 from jaxscale.result import FitResult
-from jaxscale.solver import Solution, SolverConfig, Status, make_objective, make_starts, solve
+from jaxscale.solver import Engine, Solution, SolverConfig, Status, make_objective, make_starts
 
 Starts = Mapping[str, Sequence[float]] | np.ndarray | None
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(law: Law, loss: losses_mod.Loss, cfg: SolverConfig, has_grid: bool) -> Callable:
-    objective = make_objective(law, loss)
-
-    def run(x, y, w, grid):
-        return solve(objective, make_starts(law, grid if has_grid else None), x, y, w, cfg)
-
-    return jax.jit(run)
+def engine(law: Law, loss: losses_mod.Loss, cfg: SolverConfig) -> Engine:
+    """The compiled fit engine for (law, loss, config); cached so repeated fits reuse compilations."""
+    return Engine(make_objective(law, loss), make_starts(law), cfg)
 
 
 def check_tasks(data: Dataset, law: Law, loss: losses_mod.Loss) -> list[str]:
@@ -71,11 +67,12 @@ def fit(
     y: str | None = None,
     by: str | Sequence[str] | None = None,
     weight: str | None = None,
+    duplicates: Literal["error", "mean"] = "error",
     loss: str | losses_mod.Loss = "mse_log",
     loss_options: Mapping[str, float] | None = None,
     starts: Starts = None,
     polish: int = 8,
-    max_iter: int = 200,
+    max_iter: int = 1000,
     on_invalid: Literal["raise", "report"] = "raise",
     key: jax.Array | None = None,
     **solver_options: Any,
@@ -83,7 +80,8 @@ def fit(
     """Fit `law` to every task of `data` at once.
 
     Args:
-      data: a `Dataset`, or a long DataFrame together with `x`, `y` and optionally `by`/`weight`.
+      data: a `Dataset`, or a long DataFrame together with `x`, `y` and optionally `by`/`weight`
+        (and `duplicates`, see `Dataset.from_frame`).
       law: a `Law` or its name (``"chinchilla"``, ``"bnsl1"``...).
       loss: ``"mse_log"``, ``"huber_log"`` (SUM of Huber in log space; ``loss_options={"delta": 1e-3}``),
         ``"mse"``, ``"msle"``, ``"pinball"`` or a `losses.Loss`.
@@ -108,14 +106,19 @@ def fit(
       >>> round(float(res.params["c"][0]), 3)
       -0.3
     """
+    law = get_law(law) if isinstance(law, str) else law
+    loss_obj = losses_mod.get(loss, **(loss_options or {}))
+    if polish < 1 or max_iter < 0:
+        raise ValueError(f"polish must be >= 1 and max_iter >= 0, got polish={polish}, max_iter={max_iter}")
     if isinstance(data, pd.DataFrame):
         if x is None or y is None:
             raise DataError("fitting a DataFrame needs x=... and y=... column names")
-        data = Dataset.from_frame(data, x=x, y=y, by=by, weight=weight, on_invalid=on_invalid)
+        xs = [x] if isinstance(x, str) else list(x)
+        if len(xs) != law.n_inputs:
+            raise DataError(f"law {law.name!r} takes {law.n_inputs} input(s) {law.inputs}, but x = {xs}")
+        data = Dataset.from_frame(data, x=x, y=y, by=by, weight=weight, duplicates=duplicates, on_invalid=on_invalid)
     elif not isinstance(data, Dataset):
         raise DataError(f"data must be a Dataset or a DataFrame, got {type(data).__name__}")
-    law = get_law(law) if isinstance(law, str) else law
-    loss_obj = losses_mod.get(loss, **(loss_options or {}))
 
     reasons = check_tasks(data, law, loss_obj)
     if on_invalid == "raise" and any(reasons):
@@ -129,9 +132,8 @@ def fit(
     for i, r in enumerate(reasons):
         if r:
             w[i] = 0.0
-    fn = _compiled(law, loss_obj, cfg, grid is not None)
-    sol = fn(jnp.asarray(data.x), jnp.asarray(data.y), jnp.asarray(w), None if grid is None else jnp.asarray(grid))
-    sol = jax.tree.map(np.asarray, sol)
+    sol = engine(law, loss_obj, cfg).solve(jnp.asarray(data.x), jnp.asarray(data.y), jnp.asarray(w),
+                                           None if grid is None else jnp.asarray(grid))
     status, reason_text = _statuses(law, sol, reasons, data.n_tasks)
     return FitResult(
         data=data, law=law, loss=loss_obj, u=sol.u[: data.n_tasks], objective=sol.value[: data.n_tasks],

@@ -75,6 +75,8 @@ def mse_log() -> Loss:
 
 @functools.lru_cache(maxsize=None)
 def huber_log(delta: float = 1e-3) -> Loss:
+    if not delta > 0:
+        raise ValueError(f"huber_log needs delta > 0, got {delta}")
     return Loss("huber_log", lambda p, t: huber(p - t, delta), scale="log", reduction="sum",
                 needs_positive_y=True, options=(("delta", delta),))
 
@@ -92,6 +94,8 @@ def msle() -> Loss:
 @functools.lru_cache(maxsize=None)
 def pinball(tau: float = 0.5, kappa: float = 50.0) -> Loss:
     """Smoothed pinball loss for the tau-quantile (u = y - yhat)."""
+    if not (0 < tau < 1 and kappa > 0):
+        raise ValueError(f"pinball needs 0 < tau < 1 and kappa > 0, got tau={tau}, kappa={kappa}")
     return Loss("pinball", lambda p, t: smoothed_pinball(t - p, tau, kappa), scale="raw", reduction="mean",
                 options=(("tau", tau), ("kappa", kappa)))
 

@@ -105,9 +105,8 @@ class FitResult:
         columns ``q0.05``, ``q0.5``, ... of the same table shape.
         """
         if isinstance(new_x, pd.DataFrame):
-            tid, xq = self._rows(new_x)
-            rows = new_x[list(self.data.by) + list(self.data.x_names)].reset_index(drop=True)
-            return forecast_frame(rows, self.predict(new_x))
+            cols = [c for c in (*self.data.by, *self.data.x_names) if c in new_x.columns]
+            return forecast_frame(new_x[cols].reset_index(drop=True), self.predict(new_x))
         xq = _as_x(new_x, self.law.n_inputs)
         pred = self.predict(xq)  # [T, Q]
         t, q = pred.shape
@@ -125,14 +124,16 @@ class FitResult:
 
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
-        """Write a directory artifact: ``meta.json`` (law, loss, columns, keys) and ``arrays.npz``."""
-        if self.law.spec is None:
-            raise ValueError(f"law {self.law.name!r} is user-defined: save works, but load needs law=...")
+        """Write a directory artifact: ``meta.json`` (law, loss, columns, keys) and ``arrays.npz``.
+
+        A user-defined law is recorded by name; `load` then needs the law passed in.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": "jaxscale.FitResult", "version": FORMAT_VERSION,
-            "law": {"name": self.law.spec[0], **{k: _jsonable(v) for k, v in self.law.spec[1].items()}},
+            "law": ({"name": self.law.spec[0], **{k: _jsonable(v) for k, v in self.law.spec[1].items()}}
+                    if self.law.spec is not None else {"name": self.law.name, "user_defined": True}),
             "loss": {"name": self.loss.name, **dict(self.loss.options)},
             "x_names": list(self.data.x_names), "y_name": self.data.y_name, "by": list(self.data.by),
             "keys": json.loads(self.data.keys.to_json(orient="split", index=False)),
@@ -155,6 +156,8 @@ def load(path: str | Path, law: Law | None = None) -> FitResult:
         raise ValueError(f"{meta_file} is not a jaxscale fit artifact")
     arrays = np.load(path / "arrays.npz")
     lspec = dict(meta["law"])
+    if law is None and lspec.get("user_defined"):
+        raise ValueError(f"{path} holds a fit of the user-defined law {lspec['name']!r}: pass law=... to load it")
     law = law or get_law(lspec.pop("name"), **lspec)
     lossspec = dict(meta["loss"])
     loss = losses_mod.get(lossspec.pop("name"), **lossspec)

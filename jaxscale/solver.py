@@ -43,6 +43,8 @@ class SolverConfig(NamedTuple):
     Attributes:
       polish: starts kept per task after screening, then polished.
       max_iter: bound on damped-Newton iterations per start.
+      first_iter: iterations run from every kept start before the best one per task is chosen.
+      chunk_iter: iterations per round for the lanes still not converged after that.
       ftol: relative decrease of the objective below which a step counts as converged.
       xtol: relative step size below which a step counts as converged.
       gtol: gradient infinity-norm below which a point counts as converged.
@@ -50,7 +52,9 @@ class SolverConfig(NamedTuple):
     """
 
     polish: int = 8
-    max_iter: int = 200
+    max_iter: int = 1000
+    first_iter: int = 30
+    chunk_iter: int = 30
     ftol: float = 1e-13
     xtol: float = 1e-10
     gtol: float = 1e-12
@@ -94,40 +98,38 @@ def make_objective(law: Law, loss: Loss, penalty_fn: Callable[[Array], Array] | 
     return objective
 
 
-def _newton_lane(objective, u0, x, yt, w, cfg: SolverConfig):
-    """Damped Newton from one start; bounded loop, per-lane convergence."""
+def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
+    """Damped Newton from one start for at most `iters` iterations; per-lane convergence flag.
+
+    Returns (u, f, done, iterations used, gradient inf-norm).
+    """
     vg = jax.value_and_grad(objective)
     hess = jax.hessian(objective)
-    n = u0.shape[0]
 
     def evaluate(u):
-        f, g = vg(u, x, yt, w)
-        return f, g, hess(u, x, yt, w)
+        f, g = vg(u, x, y, w)
+        h = hess(u, x, y, w)
+        return f, jnp.where(jnp.isfinite(g), g, 0.0), jnp.where(jnp.isfinite(h), h, 0.0)
 
     f0, g0, h0 = evaluate(u0)
-    bad0 = ~jnp.isfinite(f0)
 
     def cond(s):
-        return (s["it"] < cfg.max_iter) & ~s["done"]
+        return (s["it"] < iters) & ~s["done"]
 
     def body(s):
         u, f, g, h, lam = s["u"], s["f"], s["g"], s["h"], s["lam"]
         d = jnp.abs(jnp.diag(h))
         d = jnp.maximum(d, 1e-10 * jnp.max(d) + 1e-300)
-        a = h + lam * jnp.diag(d)
-        chol = jnp.linalg.cholesky(a)
+        chol = jnp.linalg.cholesky(h + lam * jnp.diag(d))
         step = -jax.scipy.linalg.cho_solve((chol, True), g)
         ok = jnp.all(jnp.isfinite(step))
         step = jnp.where(ok, step, 0.0)
         u_new = u + step
         f_new, g_new, h_new = evaluate(u_new)
-        g_new = jnp.where(jnp.isfinite(g_new), g_new, 0.0)
-        h_new = jnp.where(jnp.isfinite(h_new), h_new, 0.0)
         accept = ok & jnp.isfinite(f_new) & (f_new <= f)
         small_f = (f - f_new) <= cfg.ftol * jnp.maximum(jnp.abs(f_new), 1e-300)
         small_x = jnp.max(jnp.abs(step)) <= cfg.xtol * (1.0 + jnp.max(jnp.abs(u)))
         conv = accept & ((small_f & small_x) | (jnp.max(jnp.abs(g_new)) <= cfg.gtol))
-        stuck = lam > 1e16
         return {
             "u": jnp.where(accept, u_new, u),
             "f": jnp.where(accept, f_new, f),
@@ -135,19 +137,13 @@ def _newton_lane(objective, u0, x, yt, w, cfg: SolverConfig):
             "h": jnp.where(accept, h_new, h),
             "lam": jnp.where(accept, jnp.maximum(lam / 3.0, 1e-12), lam * 4.0),
             "it": s["it"] + 1,
-            "done": conv | stuck,
+            "done": conv | (lam > 1e16),  # no descent step left: a minimum to numerical precision
         }
 
-    init = {
-        "u": u0, "f": f0, "g": jnp.where(jnp.isfinite(g0), g0, 0.0), "h": jnp.where(jnp.isfinite(h0), h0, 0.0),
-        "lam": jnp.asarray(1e-3, u0.dtype), "it": jnp.asarray(0), "done": bad0,
-    }
-    s = jax.lax.while_loop(cond, body, init) if cfg.max_iter > 0 else init
-    gnorm = jnp.max(jnp.abs(s["g"])) if n else jnp.asarray(0.0)
-    result = jnp.where(
-        ~jnp.isfinite(s["f"]), Status.NONFINITE, jnp.where(s["done"], Status.CONVERGED, Status.MAX_ITER)
-    )
-    return s["u"], s["f"], result, s["it"], gnorm
+    init = {"u": u0, "f": f0, "g": g0, "h": h0, "lam": jnp.asarray(1e-3, u0.dtype), "it": jnp.asarray(0),
+            "done": ~jnp.isfinite(f0) | (jnp.max(jnp.abs(g0)) <= cfg.gtol)}
+    s = jax.lax.while_loop(cond, body, init)
+    return s["u"], s["f"], s["done"], s["it"], jnp.max(jnp.abs(s["g"]))
 
 
 def make_starts(law: Law, grid: Array | None = None):
@@ -158,10 +154,10 @@ def make_starts(law: Law, grid: Array | None = None):
     return lambda x, y, w: law.starts(x_arg(x), y, w > 0)
 
 
-def screen(objective, starts_fn, x, yt, w, cfg: SolverConfig):
-    """Objective at every start of every task; keep the `polish` best per task.
+def screen(objective, starts_fn, x, y, w, cfg: SolverConfig):
+    """Objective at every start of every task; keep the `cfg.polish` best per task.
 
-    `starts_fn(x, yt, w) -> [S, n]` gives one task's starts. Returns ([T, k, n], [T, k]).
+    `starts_fn(x, y, w) -> [S, n]` gives one task's starts. Returns ([T, k, n], [T, k]).
     """
 
     def one(args):
@@ -173,21 +169,68 @@ def screen(objective, starts_fn, x, yt, w, cfg: SolverConfig):
         neg, idx = jax.lax.top_k(-vals, k)
         return starts[idx], -neg
 
-    return jax.lax.map(one, (x, yt, w), batch_size=min(cfg.batch_size, x.shape[0]))
+    return jax.lax.map(one, (x, y, w), batch_size=min(cfg.batch_size, x.shape[0]))
 
 
-def polish(objective, u0, x, yt, w, cfg: SolverConfig) -> Solution:
-    """Damped Newton from every kept start ([T, k, n]); return the best per task."""
-    lane = lambda u, x1, y1, w1: _newton_lane(objective, u, x1, y1, w1, cfg)  # noqa: E731
-    per_start = jax.vmap(lane, in_axes=(0, None, None, None))
-    u, f, res, it, gn = jax.vmap(per_start)(u0, x, yt, w)
-    f_rank = jnp.where(jnp.isfinite(f), f, jnp.inf)
-    best = jnp.argmin(f_rank, axis=1)
+def polish(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
+    """`iters` damped-Newton iterations from every start ``u0[T, k, n]`` (task data shared by its k starts).
+
+    Returns per-start (u, f, done, it, grad_norm), each with leading axes [T, k].
+    """
+    lane = lambda u, x1, y1, w1: _newton_lane(objective, u, x1, y1, w1, cfg, iters)  # noqa: E731
+    return jax.vmap(jax.vmap(lane, in_axes=(0, None, None, None)))(u0, x, y, w)
+
+
+def best_start(u, f, done, it, gn):
+    """Per task, the start with the lowest objective: arrays [T, k, ...] -> [T, ...]."""
+    best = jnp.argmin(jnp.where(jnp.isfinite(f), f, jnp.inf), axis=1)
     take = lambda a: jnp.take_along_axis(a, best[:, None, *([None] * (a.ndim - 2))], axis=1)[:, 0]  # noqa: E731
-    return Solution(u=take(u), value=take(f), result=take(res), n_iter=jnp.sum(it, axis=1), grad_norm=take(gn))
+    return take(u), take(f), take(done), jnp.sum(it, axis=1), take(gn)
 
 
-def solve(objective, starts_fn, x, yt, w, cfg: SolverConfig) -> Solution:
-    """Screen all starts, then polish the best `cfg.polish` per task."""
-    u0, _ = screen(objective, starts_fn, x, yt, w, cfg)
-    return polish(objective, u0, x, yt, w, cfg)
+class Engine:
+    """Compiled screen + polish for one (law, loss, config).
+
+    `solve` screens every start, runs `cfg.first_iter` iterations from the `cfg.polish` best
+    starts per task, keeps the best per task, then continues only the lanes that have not
+    converged, gathered into batches of one fixed size, `cfg.chunk_iter` iterations at a time
+    until all converge or `cfg.max_iter` is reached. No lane can stall the batch, and the
+    continuation compiles once.
+    """
+
+    def __init__(self, objective, starts_fn, cfg: SolverConfig):
+        self.cfg = cfg
+        first = min(cfg.first_iter, cfg.max_iter)
+
+        def phase_a(x, y, w, grid):
+            u0, _ = screen(objective, starts_fn if grid is None else (lambda *_: grid), x, y, w, cfg)
+            return best_start(*polish(objective, u0, x, y, w, cfg, first))
+
+        def phase_b(u, x, y, w):
+            out = polish(objective, u[:, None], x, y, w, cfg, cfg.chunk_iter)
+            return jax.tree.map(lambda a: a[:, 0], out)
+
+        self._phase_a = jax.jit(phase_a)
+        self._phase_b = jax.jit(phase_b)
+        self._first = first
+
+    def solve(self, x, y, w, grid=None) -> Solution:
+        import numpy as np
+
+        u, f, done, it, gn = (np.array(a) for a in self._phase_a(x, y, w, grid))
+        x, y, w = np.asarray(x), np.asarray(y), np.asarray(w)
+        last = np.full(done.shape, self._first)  # iterations used by the current (best) lane
+        size = min(len(f), self.cfg.batch_size)
+        while True:
+            todo = np.nonzero(~done & np.isfinite(f) & (last < self.cfg.max_iter))[0]
+            if todo.size == 0:
+                break
+            todo = todo[:size]  # one fixed lane count: a single compilation serves every round
+            idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
+            out = [np.asarray(a) for a in self._phase_b(u[idx], x[idx], y[idx], w[idx])]
+            keep = slice(0, todo.size)
+            u[todo], f[todo], done[todo], gn[todo] = out[0][keep], out[1][keep], out[2][keep], out[4][keep]
+            it[todo] += out[3][keep]
+            last[todo] += self.cfg.chunk_iter
+        result = np.where(~np.isfinite(f), Status.NONFINITE, np.where(done, Status.CONVERGED, Status.MAX_ITER))
+        return Solution(u=u, value=f, result=result, n_iter=it, grad_norm=gn)
