@@ -21,9 +21,10 @@ Starts = Mapping[str, Sequence[float]] | np.ndarray | None
 
 
 @functools.lru_cache(maxsize=64)
-def engine(law: Law, loss: losses_mod.Loss, cfg: SolverConfig) -> Engine:
+def engine(law: Law, loss: losses_mod.Loss, cfg: SolverConfig, has_grid: bool = False,
+           devices: tuple | None = None) -> Engine:
     """The compiled fit engine for (law, loss, config); cached so repeated fits reuse compilations."""
-    return Engine(make_objective(law, loss), make_starts(law), cfg)
+    return Engine(make_objective(law, loss), make_starts(law), cfg, has_grid=has_grid, devices=devices)
 
 
 def check_tasks(data: Dataset, law: Law, loss: losses_mod.Loss) -> list[str]:
@@ -75,6 +76,7 @@ def fit(
     max_iter: int = 1000,
     on_invalid: Literal["raise", "report"] = "raise",
     key: jax.Array | None = None,
+    devices: Sequence[jax.Device] | None = None,
     **solver_options: Any,
 ) -> FitResult:
     """Fit `law` to every task of `data` at once.
@@ -93,7 +95,9 @@ def fit(
         ``"report"`` fits the rest and reports those tasks with a status and reason.
       key: optional `jax.random` key; when given, random jitter is added to extra starts
         (reproducible for a fixed key).
-      solver_options: other `SolverConfig` fields (``ftol``, ``xtol``, ``gtol``, ``batch_size``).
+      devices: devices to shard the task axis over (default: all of `jax.devices()`).
+      solver_options: other `SolverConfig` fields (``ftol``, ``xtol``, ``gtol``, ``batch_size``,
+        ``max_tasks``, ``first_iter``, ``chunk_iter``).
 
     Returns:
       A `FitResult` with per-task parameters, objective, status and reason.
@@ -132,7 +136,8 @@ def fit(
     for i, r in enumerate(reasons):
         if r:
             w[i] = 0.0
-    sol = engine(law, loss_obj, cfg).solve(jnp.asarray(data.x), jnp.asarray(data.y), jnp.asarray(w),
+    devs = None if devices is None else tuple(devices)
+    sol = engine(law, loss_obj, cfg, grid is not None, devs).solve(jnp.asarray(data.x), jnp.asarray(data.y), jnp.asarray(w),
                                            None if grid is None else jnp.asarray(grid))
     status, reason_text = _statuses(law, sol, reasons, data.n_tasks)
     return FitResult(

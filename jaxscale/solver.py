@@ -15,6 +15,8 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 from jaxscale.laws.base import Law
 from jaxscale.losses import Loss
@@ -48,7 +50,9 @@ class SolverConfig(NamedTuple):
       ftol: relative decrease of the objective below which a step counts as converged.
       xtol: relative step size below which a step counts as converged.
       gtol: gradient infinity-norm below which a point counts as converged.
-      batch_size: tasks screened at once (bounds screening memory).
+      batch_size: tasks screened at once (bounds screening memory), and the lane count of each
+        continuation round.
+      max_tasks: tasks per compiled call; larger batches are solved in chunks of this size.
     """
 
     polish: int = 8
@@ -59,6 +63,7 @@ class SolverConfig(NamedTuple):
     xtol: float = 1e-10
     gtol: float = 1e-12
     batch_size: int = 256
+    max_tasks: int = 32768
 
 
 class Solution(NamedTuple):
@@ -189,38 +194,58 @@ def best_start(u, f, done, it, gn):
 
 
 class Engine:
-    """Compiled screen + polish for one (law, loss, config).
+    """Compiled screen + polish for one (law, loss, config), sharded over the task axis.
 
     `solve` screens every start, runs `cfg.first_iter` iterations from the `cfg.polish` best
     starts per task, keeps the best per task, then continues only the lanes that have not
     converged, gathered into batches of one fixed size, `cfg.chunk_iter` iterations at a time
     until all converge or `cfg.max_iter` is reached. No lane can stall the batch, and the
     continuation compiles once.
+
+    With several devices (all of `jax.devices()` by default, hosts included after
+    `jax.distributed.initialize()`), tasks are split over a 1-D `Mesh` with `jax.shard_map`;
+    every task's computation is local, so results do not depend on the device count. Batches
+    larger than `cfg.max_tasks` are solved in chunks of that size.
     """
 
-    def __init__(self, objective, starts_fn, cfg: SolverConfig):
+    def __init__(self, objective, starts_fn, cfg: SolverConfig, has_grid: bool = False, devices=None):
         self.cfg = cfg
-        first = min(cfg.first_iter, cfg.max_iter)
+        self._first = min(cfg.first_iter, cfg.max_iter)
+        devices = list(devices) if devices is not None else jax.devices()
+        self.n_devices = len(devices)
 
         def phase_a(x, y, w, grid):
-            u0, _ = screen(objective, starts_fn if grid is None else (lambda *_: grid), x, y, w, cfg)
-            return best_start(*polish(objective, u0, x, y, w, cfg, first))
+            fn = (lambda *_: grid) if has_grid else starts_fn
+            u0, _ = screen(objective, fn, x, y, w, cfg)
+            return best_start(*polish(objective, u0, x, y, w, cfg, self._first))
 
         def phase_b(u, x, y, w):
             out = polish(objective, u[:, None], x, y, w, cfg, cfg.chunk_iter)
             return jax.tree.map(lambda a: a[:, 0], out)
 
+        if self.n_devices > 1:
+            mesh = Mesh(np.array(devices), ("tasks",))
+            t, rep = PartitionSpec("tasks"), PartitionSpec()
+            phase_a = jax.shard_map(phase_a, mesh=mesh, in_specs=(t, t, t, rep), out_specs=t, check_vma=False)
+            phase_b = jax.shard_map(phase_b, mesh=mesh, in_specs=(t, t, t, t), out_specs=t, check_vma=False)
         self._phase_a = jax.jit(phase_a)
         self._phase_b = jax.jit(phase_b)
-        self._first = first
 
     def solve(self, x, y, w, grid=None) -> Solution:
-        import numpy as np
-
-        u, f, done, it, gn = (np.array(a) for a in self._phase_a(x, y, w, grid))
+        """Solve every task of padded arrays ``x[T, P, k]``, ``y[T, P]``, ``w[T, P]``."""
         x, y, w = np.asarray(x), np.asarray(y), np.asarray(w)
+        t = len(y)
+        chunk = _round_up(min(t, self.cfg.max_tasks), self.n_devices)
+        total = _round_up(t, chunk)
+        if total != t:  # pad with weightless copies of task 0 (dropped below)
+            extra = np.zeros(total - t, dtype=int)
+            x, y = np.concatenate([x, x[extra]]), np.concatenate([y, y[extra]])
+            w = np.concatenate([w, np.zeros_like(w[extra])])
+        grid = jnp.zeros((1, 1)) if grid is None else jnp.asarray(grid)
+        parts = [self._phase_a(x[i:i + chunk], y[i:i + chunk], w[i:i + chunk], grid) for i in range(0, total, chunk)]
+        u, f, done, it, gn = (np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(5))
         last = np.full(done.shape, self._first)  # iterations used by the current (best) lane
-        size = min(len(f), self.cfg.batch_size)
+        size = _round_up(min(total, self.cfg.batch_size), self.n_devices)
         while True:
             todo = np.nonzero(~done & np.isfinite(f) & (last < self.cfg.max_iter))[0]
             if todo.size == 0:
@@ -233,4 +258,8 @@ class Engine:
             it[todo] += out[3][keep]
             last[todo] += self.cfg.chunk_iter
         result = np.where(~np.isfinite(f), Status.NONFINITE, np.where(done, Status.CONVERGED, Status.MAX_ITER))
-        return Solution(u=u, value=f, result=result, n_iter=it, grad_norm=gn)
+        return Solution(u=u[:t], value=f[:t], result=result[:t], n_iter=it[:t], grad_norm=gn[:t])
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
