@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -21,10 +21,10 @@ Starts = Mapping[str, Sequence[float]] | np.ndarray | None
 
 
 @functools.lru_cache(maxsize=64)
-def engine(law: Law, loss: losses_mod.Loss, cfg: SolverConfig, has_grid: bool = False,
-           devices: tuple | None = None) -> Engine:
+def engine(law: Law, loss: losses_mod.Loss, cfg: SolverConfig, start_mode: str = "law",
+           devices: tuple | None = None, penalty: Callable | None = None) -> Engine:
     """The compiled fit engine for (law, loss, config); cached so repeated fits reuse compilations."""
-    return Engine(make_objective(law, loss), make_starts(law), cfg, has_grid=has_grid, devices=devices)
+    return Engine(make_objective(law, loss, penalty), make_starts(law), cfg, start_mode=start_mode, devices=devices)
 
 
 def check_tasks(data: Dataset, law: Law, loss: losses_mod.Loss) -> list[str]:
@@ -77,6 +77,7 @@ def fit(
     on_invalid: Literal["raise", "report"] = "raise",
     key: jax.Array | None = None,
     devices: Sequence[jax.Device] | None = None,
+    penalty: Callable[[dict], jax.Array] | None = None,
     **solver_options: Any,
 ) -> FitResult:
     """Fit `law` to every task of `data` at once.
@@ -87,8 +88,9 @@ def fit(
       law: a `Law` or its name (``"chinchilla"``, ``"bnsl1"``...).
       loss: ``"mse_log"``, ``"huber_log"`` (SUM of Huber in log space; ``loss_options={"delta": 1e-3}``),
         ``"mse"``, ``"msle"``, ``"pinball"`` or a `losses.Loss`.
-      starts: None for the law's data-driven grid, a ``{param: values}`` Cartesian grid, or an
-        array ``[S, n_params]`` of constrained starts shared by all tasks.
+      starts: None for the law's data-driven grid, a ``{param: values}`` Cartesian grid, an
+        array ``[S, n_params]`` of constrained starts shared by all tasks, or an array
+        ``[T, S, n_params]`` of starts per task (e.g. warm starts from an earlier fit).
       polish: how many of the best screened starts per task are polished.
       max_iter: bound on the damped-Newton iterations per start.
       on_invalid: ``"raise"`` (default) raises `DataError` on a task that cannot be fitted;
@@ -96,6 +98,8 @@ def fit(
       key: optional `jax.random` key; when given, random jitter is added to extra starts
         (reproducible for a fixed key).
       devices: devices to shard the task axis over (default: all of `jax.devices()`).
+      penalty: optional ``penalty(params) -> scalar`` added to every task's objective (a ridge
+        on a parameter, say); pass the same function object to reuse the compilation.
       solver_options: other `SolverConfig` fields (``ftol``, ``xtol``, ``gtol``, ``batch_size``,
         ``max_tasks``, ``first_iter``, ``chunk_iter``).
 
@@ -131,13 +135,14 @@ def fit(
         raise DataError("cannot fit:\n  " + "\n  ".join(bad[:5]) + more + "\n(pass on_invalid='report' to fit the rest)")
 
     cfg = SolverConfig(polish=polish, max_iter=max_iter, **solver_options)
-    grid = _user_grid(law, starts, key)
+    grid = _user_grid(law, starts, key, data)
     w = np.array(data.weight)
     for i, r in enumerate(reasons):
         if r:
             w[i] = 0.0
     devs = None if devices is None else tuple(devices)
-    sol = engine(law, loss_obj, cfg, grid is not None, devs).solve(jnp.asarray(data.x), jnp.asarray(data.y), jnp.asarray(w),
+    mode = "law" if grid is None else ("task" if grid.ndim == 3 else "shared")
+    sol = engine(law, loss_obj, cfg, mode, devs, penalty).solve(jnp.asarray(data.x), jnp.asarray(data.y), jnp.asarray(w),
                                            None if grid is None else jnp.asarray(grid))
     status, reason_text = _statuses(law, sol, reasons, data.n_tasks)
     return FitResult(
@@ -146,7 +151,7 @@ def fit(
     )
 
 
-def _user_grid(law: Law, starts: Starts, key: jax.Array | None) -> np.ndarray | None:
+def _user_grid(law: Law, starts: Starts, key: jax.Array | None, data: Dataset) -> np.ndarray | None:
     if starts is None and key is None:
         return None
     if starts is None:
@@ -157,15 +162,22 @@ def _user_grid(law: Law, starts: Starts, key: jax.Array | None) -> np.ndarray | 
     elif isinstance(starts, Mapping):
         grid = law.grid_array(starts)
     else:
-        arr = np.atleast_2d(np.asarray(starts, dtype=float))
-        if arr.shape[1] != law.n_params:
-            raise ValueError(f"starts has {arr.shape[1]} columns; law {law.name!r} has {law.n_params} "
+        arr = np.asarray(starts, dtype=float)
+        arr = arr if arr.ndim == 3 else np.atleast_2d(arr)
+        if arr.shape[-1] != law.n_params:
+            raise ValueError(f"starts has {arr.shape[-1]} columns; law {law.name!r} has {law.n_params} "
                              f"parameters {law.param_names}")
-        cols = law.clip_to_domain({n: arr[:, i] for i, n in enumerate(law.param_names)})
-        grid = np.asarray(law.to_unconstrained(cols))
+        if arr.ndim == 3:
+            if len(arr) != data.n_tasks:
+                raise ValueError(f"per-task starts have {len(arr)} tasks; the data has {data.n_tasks}")
+            pad = len(data.y) - len(arr)
+            arr = np.concatenate([arr, np.repeat(arr[:1], pad, axis=0)]) if pad else arr
+        cols = law.clip_to_domain({n: arr[..., i] for i, n in enumerate(law.param_names)})
+        with jax.ensure_compile_time_eval():
+            grid = np.asarray(law.to_unconstrained(cols))
     if key is not None:
         jitter = np.asarray(jax.random.normal(key, grid.shape, dtype=jnp.float64)) * 0.1
-        grid = np.concatenate([grid, grid + jitter], axis=0)
+        grid = np.concatenate([grid, grid + jitter], axis=-2)
     return grid
 
 

@@ -159,22 +159,24 @@ def make_starts(law: Law, grid: Array | None = None):
     return lambda x, y, w: law.starts(x_arg(x), y, w > 0)
 
 
-def screen(objective, starts_fn, x, y, w, cfg: SolverConfig):
+def screen(objective, starts_fn, x, y, w, cfg: SolverConfig, task_starts=None):
     """Objective at every start of every task; keep the `cfg.polish` best per task.
 
-    `starts_fn(x, y, w) -> [S, n]` gives one task's starts. Returns ([T, k, n], [T, k]).
+    `starts_fn(x, y, w) -> [S, n]` gives one task's starts, or `task_starts[T, S, n]` gives them
+    for every task. Returns ([T, k, n], [T, k]).
     """
 
     def one(args):
-        x1, y1, w1 = args
-        starts = starts_fn(x1, y1, w1)
+        x1, y1, w1 = args[:3]
+        starts = args[3] if task_starts is not None else starts_fn(x1, y1, w1)
         vals = jax.vmap(objective, in_axes=(0, None, None, None))(starts, x1, y1, w1)
         vals = jnp.where(jnp.isnan(vals), jnp.inf, vals)
         k = min(cfg.polish, starts.shape[0])
         neg, idx = jax.lax.top_k(-vals, k)
         return starts[idx], -neg
 
-    return jax.lax.map(one, (x, y, w), batch_size=min(cfg.batch_size, x.shape[0]))
+    xs = (x, y, w) if task_starts is None else (x, y, w, task_starts)
+    return jax.lax.map(one, xs, batch_size=min(cfg.batch_size, x.shape[0]))
 
 
 def polish(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
@@ -208,15 +210,18 @@ class Engine:
     larger than `cfg.max_tasks` are solved in chunks of that size.
     """
 
-    def __init__(self, objective, starts_fn, cfg: SolverConfig, has_grid: bool = False, devices=None):
+    def __init__(self, objective, starts_fn, cfg: SolverConfig, start_mode: str = "law", devices=None):
         self.cfg = cfg
         self._first = min(cfg.first_iter, cfg.max_iter)
         devices = list(devices) if devices is not None else jax.devices()
         self.n_devices = len(devices)
 
+        if start_mode not in ("law", "shared", "task"):
+            raise ValueError(f"start_mode must be 'law', 'shared' or 'task', got {start_mode!r}")
+
         def phase_a(x, y, w, grid):
-            fn = (lambda *_: grid) if has_grid else starts_fn
-            u0, _ = screen(objective, fn, x, y, w, cfg)
+            fn = (lambda *_: grid) if start_mode == "shared" else starts_fn
+            u0, _ = screen(objective, fn, x, y, w, cfg, task_starts=grid if start_mode == "task" else None)
             return best_start(*polish(objective, u0, x, y, w, cfg, self._first))
 
         def phase_b(u, x, y, w):
@@ -226,23 +231,36 @@ class Engine:
         if self.n_devices > 1:
             mesh = Mesh(np.array(devices), ("tasks",))
             t, rep = PartitionSpec("tasks"), PartitionSpec()
-            phase_a = jax.shard_map(phase_a, mesh=mesh, in_specs=(t, t, t, rep), out_specs=t, check_vma=False)
+            g = t if start_mode == "task" else rep
+            phase_a = jax.shard_map(phase_a, mesh=mesh, in_specs=(t, t, t, g), out_specs=t, check_vma=False)
             phase_b = jax.shard_map(phase_b, mesh=mesh, in_specs=(t, t, t, t), out_specs=t, check_vma=False)
         self._phase_a = jax.jit(phase_a)
+        self._task_starts = start_mode == "task"
         self._phase_b = jax.jit(phase_b)
 
     def solve(self, x, y, w, grid=None) -> Solution:
-        """Solve every task of padded arrays ``x[T, P, k]``, ``y[T, P]``, ``w[T, P]``."""
+        """Solve every task of padded arrays ``x[T, P, k]``, ``y[T, P]``, ``w[T, P]``.
+
+        `grid` is the shared ``[S, n]`` or per-task ``[T, S, n]`` unconstrained starts, as the
+        engine's `start_mode` says (unused for "law").
+        """
         x, y, w = np.asarray(x), np.asarray(y), np.asarray(w)
         t = len(y)
         chunk = _round_up(min(t, self.cfg.max_tasks), self.n_devices)
         total = _round_up(t, chunk)
+        grid = np.zeros((1, 1)) if grid is None else np.asarray(grid)
         if total != t:  # pad with weightless copies of task 0 (dropped below)
             extra = np.zeros(total - t, dtype=int)
             x, y = np.concatenate([x, x[extra]]), np.concatenate([y, y[extra]])
             w = np.concatenate([w, np.zeros_like(w[extra])])
-        grid = jnp.zeros((1, 1)) if grid is None else jnp.asarray(grid)
-        parts = [self._phase_a(x[i:i + chunk], y[i:i + chunk], w[i:i + chunk], grid) for i in range(0, total, chunk)]
+            if self._task_starts:
+                grid = np.concatenate([grid, grid[extra]])
+
+        def grid_part(i):
+            return grid[i:i + chunk] if self._task_starts else grid
+
+        parts = [self._phase_a(x[i:i + chunk], y[i:i + chunk], w[i:i + chunk], grid_part(i))
+                 for i in range(0, total, chunk)]
         u, f, done, it, gn = (np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(5))
         last = np.full(done.shape, self._first)  # iterations used by the current (best) lane
         size = _round_up(min(total, self.cfg.batch_size), self.n_devices)

@@ -93,3 +93,21 @@ def test_failed_task_reported_not_nan_silently():
     assert res.ok[0] and res.status[0] == jaxscale.Status.CONVERGED
     assert not res.ok[1] and res.status[1] == jaxscale.Status.NONFINITE and "not finite" in res.reasons[1]
     assert np.isnan(res.params["c"][1])
+
+
+def test_per_task_starts_and_penalty():
+    x = np.geomspace(1e6, 1e9, 8)
+    y = np.stack([2.0 + 30 * x**-0.3, 1.0 + 10 * x**-0.2])
+    ds = jaxscale.Dataset.from_arrays(np.stack([x, x]), y)
+    warm = np.array([[[2.0, 30.0, -0.3]], [[1.0, 10.0, -0.2]]])  # [T, S, n]: each task its own start
+    res = jaxscale.fit(ds, laws.saturating_power_law, starts=warm, polish=1)
+    np.testing.assert_allclose(res.params["c"], [-0.3, -0.2], rtol=1e-8)
+    with pytest.raises(ValueError, match="per-task starts have 1 tasks"):
+        jaxscale.fit(ds, laws.saturating_power_law, starts=warm[:1])
+
+    def ridge(p):  # pulls eps_inf towards 0: the optimum must move
+        return 1e-3 * p["eps_inf"] ** 2
+
+    pen = jaxscale.fit(ds, laws.saturating_power_law, penalty=ridge)
+    assert np.all(pen.params["eps_inf"] < res.params["eps_inf"] - 1e-3)
+    assert np.all(pen.ok)
