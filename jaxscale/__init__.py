@@ -19,6 +19,7 @@ if os.environ.get("JAXSCALE_X64", "1") != "0":
 
 from jaxscale import laws, losses  # noqa: E402
 from jaxscale.data import DataError, Dataset  # noqa: E402
+from jaxscale.bootstrap import BootstrapResult, bootstrap  # noqa: E402
 from jaxscale.fitting import fit  # noqa: E402
 from jaxscale.forecast import forecast_frame, quantile_column  # noqa: E402
 from jaxscale.result import FitResult, load  # noqa: E402
@@ -27,6 +28,6 @@ from jaxscale.solver import SolverConfig, Status  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "load", "Dataset", "DataError", "FitResult", "Status", "SolverConfig", "laws", "losses",
+    "fit", "load", "bootstrap", "BootstrapResult", "Dataset", "DataError", "FitResult", "Status", "SolverConfig", "laws", "losses",
     "forecast_frame", "quantile_column", "__version__",
 ]
