@@ -208,11 +208,11 @@ def _at_bound(law: Law, u: np.ndarray) -> list[str]:
     """Parameters whose unconstrained value sits at a saturated transform (a bound in practice)."""
     if law.reparam is not None:
         return []
-    from jaxscale.laws.base import GreaterThan, Interval, Positive
+    from jaxscale.laws.base import GreaterThan, Interval, LogInterval, Positive
 
     out = []
     for i, (name, c) in enumerate(zip(law.param_names, law.constraints)):
-        if isinstance(c, Interval) and abs(u[i]) > 18:
+        if isinstance(c, (Interval, LogInterval)) and abs(u[i]) > 18:
             out.append(name)
         elif isinstance(c, (Positive, GreaterThan)) and u[i] < -25 and name not in law.ordered[1:]:
             out.append(name)

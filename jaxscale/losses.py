@@ -34,6 +34,8 @@ class Loss:
       scale: ``"log"`` (pred/target are log values), ``"log1p"`` or ``"raw"``.
       reduction: ``"sum"`` or ``"mean"`` (weighted).
       needs_positive_y: whether targets must be > 0.
+      least_squares: whether the penalty is (pred - target)^2, so the fit engine may use
+        Gauss-Newton steps on the residuals.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Loss:
     reduction: str = "mean"
     needs_positive_y: bool = False
     options: tuple = ()
+    least_squares: bool = False
 
     def transform_target(self, y: Array) -> Array:
         if self.scale == "log":
@@ -70,7 +73,8 @@ def smoothed_pinball(u: Array, tau: float, kappa: float) -> Array:
 
 @functools.lru_cache(maxsize=None)
 def mse_log() -> Loss:
-    return Loss("mse_log", lambda p, t: (p - t) ** 2, scale="log", reduction="mean", needs_positive_y=True)
+    return Loss("mse_log", lambda p, t: (p - t) ** 2, scale="log", reduction="mean", needs_positive_y=True,
+                least_squares=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,12 +87,12 @@ def huber_log(delta: float = 1e-3) -> Loss:
 
 @functools.lru_cache(maxsize=None)
 def mse() -> Loss:
-    return Loss("mse", lambda p, t: (p - t) ** 2, scale="raw", reduction="mean")
+    return Loss("mse", lambda p, t: (p - t) ** 2, scale="raw", reduction="mean", least_squares=True)
 
 
 @functools.lru_cache(maxsize=None)
 def msle() -> Loss:
-    return Loss("msle", lambda p, t: (p - t) ** 2, scale="log1p", reduction="mean")
+    return Loss("msle", lambda p, t: (p - t) ** 2, scale="log1p", reduction="mean", least_squares=True)
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,6 +10,7 @@ each lane carries its own convergence flag and stops updating once converged.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from typing import Callable, NamedTuple
 
@@ -76,8 +77,26 @@ class Solution(NamedTuple):
     grad_norm: Array  # [T]
 
 
-def make_objective(law: Law, loss: Loss, penalty_fn: Callable[[Array], Array] | None = None):
-    """objective(u, x, y, w) for one task: the reduced loss of the law at unconstrained `u`.
+@dataclasses.dataclass(frozen=True, eq=False)
+class Objective:
+    """One task's objective and, for least-squares losses, its residuals.
+
+    `value(u, x, y, w)` is the reduced loss (plus penalty) at unconstrained `u`; `residuals(u, x,
+    y, w)` (or None) gives r with ``value = scale(w) * sum(r^2) + penalty(u)``, letting the engine
+    take Gauss-Newton steps; `penalty(u)` is the penalty alone (or None).
+    """
+
+    value: Callable
+    residuals: Callable | None
+    scale: Callable
+    penalty: Callable | None
+
+    def __call__(self, u, x, y, w):
+        return self.value(u, x, y, w)
+
+
+def make_objective(law: Law, loss: Loss, penalty_fn: Callable[[Array], Array] | None = None) -> Objective:
+    """The objective of one task: `objective(u, x, y, w)` is the reduced loss at unconstrained `u`.
 
     `x` is ``[P, k]``, `y` the raw target ``[P]``, `w` the weight times the mask ``[P]``.
     """
@@ -91,16 +110,25 @@ def make_objective(law: Law, loss: Loss, penalty_fn: Callable[[Array], Array] | 
         y = law(p, xx)
         return jnp.log1p(y) if loss.scale == "log1p" else y
 
-    def objective(u, x, y, w):
+    penalty = None if penalty_fn is None else (lambda u: penalty_fn(law.to_params(u)))
+
+    def value(u, x, y, w):
         pred = predict(u, x)
         r = loss.penalty(pred, loss.transform_target(y))
         r = jnp.where(w > 0, r, 0.0)  # padded points never produce NaN
         val = loss.reduce(r, w)
-        if penalty_fn is not None:
-            val = val + penalty_fn(law.to_params(u))
+        if penalty is not None:
+            val = val + penalty(u)
         return jnp.where(jnp.isfinite(val), val, jnp.inf)
 
-    return objective
+    def residuals(u, x, y, w):
+        r = jnp.sqrt(w) * (predict(u, x) - loss.transform_target(y))
+        return jnp.where(w > 0, r, 0.0)
+
+    def scale(w):
+        return 1.0 if loss.reduction == "sum" else 1.0 / jnp.maximum(jnp.sum(w), 1e-300)
+
+    return Objective(value, residuals if loss.least_squares else None, scale, penalty)
 
 
 def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
@@ -108,12 +136,28 @@ def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
 
     Returns (u, f, done, iterations used, gradient inf-norm).
     """
-    vg = jax.value_and_grad(objective)
-    hess = jax.hessian(objective)
+    if objective.residuals is None:  # exact Hessian
+        vg = jax.value_and_grad(objective.value)
+        hess = jax.hessian(objective.value)
+
+        def derivatives(u):
+            f, g = vg(u, x, y, w)
+            return f, g, hess(u, x, y, w)
+    else:  # Gauss-Newton on the residuals (plus the penalty's exact derivatives)
+        s = objective.scale(w)
+
+        def derivatives(u):
+            r = objective.residuals(u, x, y, w)
+            jac = jax.jacfwd(objective.residuals)(u, x, y, w)
+            f, g, h = s * jnp.sum(r * r), 2 * s * (jac.T @ r), 2 * s * (jac.T @ jac)
+            if objective.penalty is not None:
+                f = f + objective.penalty(u)
+                g = g + jax.grad(objective.penalty)(u)
+                h = h + jax.hessian(objective.penalty)(u)
+            return jnp.where(jnp.isfinite(f), f, jnp.inf), g, h
 
     def evaluate(u):
-        f, g = vg(u, x, y, w)
-        h = hess(u, x, y, w)
+        f, g, h = derivatives(u)
         return f, jnp.where(jnp.isfinite(g), g, 0.0), jnp.where(jnp.isfinite(h), h, 0.0)
 
     f0, g0, h0 = evaluate(u0)
@@ -199,10 +243,10 @@ class Engine:
     """Compiled screen + polish for one (law, loss, config), sharded over the task axis.
 
     `solve` screens every start, runs `cfg.first_iter` iterations from the `cfg.polish` best
-    starts per task, keeps the best per task, then continues only the lanes that have not
-    converged, gathered into batches of one fixed size, `cfg.chunk_iter` iterations at a time
-    until all converge or `cfg.max_iter` is reached. No lane can stall the batch, and the
-    continuation compiles once.
+    starts per task, then continues only the lanes (task, start) that have not converged,
+    gathered into batches of one fixed size, `cfg.chunk_iter` iterations at a time until all
+    converge or reach `cfg.max_iter`; the best start per task wins. No lane can stall the batch,
+    and the continuation compiles once.
 
     With several devices (all of `jax.devices()` by default, hosts included after
     `jax.distributed.initialize()`), tasks are split over a 1-D `Mesh` with `jax.shard_map`;
@@ -222,7 +266,7 @@ class Engine:
         def phase_a(x, y, w, grid):
             fn = (lambda *_: grid) if start_mode == "shared" else starts_fn
             u0, _ = screen(objective, fn, x, y, w, cfg, task_starts=grid if start_mode == "task" else None)
-            return best_start(*polish(objective, u0, x, y, w, cfg, self._first))
+            return polish(objective, u0, x, y, w, cfg, self._first)
 
         def phase_b(u, x, y, w):
             out = polish(objective, u[:, None], x, y, w, cfg, cfg.chunk_iter)
@@ -261,8 +305,12 @@ class Engine:
 
         parts = [self._phase_a(x[i:i + chunk], y[i:i + chunk], w[i:i + chunk], grid_part(i))
                  for i in range(0, total, chunk)]
+        # lanes = (task, start) pairs, flattened
         u, f, done, it, gn = (np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(5))
-        last = np.full(done.shape, self._first)  # iterations used by the current (best) lane
+        k = f.shape[1]
+        u, f, done, it, gn = u.reshape(total * k, -1), f.ravel(), done.ravel(), it.ravel(), gn.ravel()
+        task = np.repeat(np.arange(total), k)
+        last = np.full(done.shape, self._first)  # iterations used by each lane
         size = _round_up(min(total, self.cfg.batch_size), self.n_devices)
         while True:
             todo = np.nonzero(~done & np.isfinite(f) & (last < self.cfg.max_iter))[0]
@@ -270,11 +318,15 @@ class Engine:
                 break
             todo = todo[:size]  # one fixed lane count: a single compilation serves every round
             idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-            out = [np.asarray(a) for a in self._phase_b(u[idx], x[idx], y[idx], w[idx])]
+            ti = task[idx]
+            out = [np.asarray(a) for a in self._phase_b(u[idx], x[ti], y[ti], w[ti])]
             keep = slice(0, todo.size)
             u[todo], f[todo], done[todo], gn[todo] = out[0][keep], out[1][keep], out[2][keep], out[4][keep]
             it[todo] += out[3][keep]
             last[todo] += self.cfg.chunk_iter
+        u, f, done, it, gn = (np.asarray(a) for a in best_start(
+            u.reshape(total, k, -1), f.reshape(total, k), done.reshape(total, k), it.reshape(total, k),
+            gn.reshape(total, k)))
         result = np.where(~np.isfinite(f), Status.NONFINITE, np.where(done, Status.CONVERGED, Status.MAX_ITER))
         return Solution(u=u[:t], value=f[:t], result=result[:t], n_iter=it[:t], grad_norm=gn[:t])
 

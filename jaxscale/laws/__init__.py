@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from jaxscale.laws.base import GreaterThan, Interval, Law, Positive, Real, law
+from jaxscale.laws.base import GreaterThan, Interval, Law, LogInterval, Positive, Real, law
 from jaxscale.laws.bnsl import bnsl
 from jaxscale.laws.chinchilla import CHINCHILLA_GRID, chinchilla, overtraining
 from jaxscale.laws.downstream import exp_error, logistic, sigmoid_boundary
@@ -68,7 +68,7 @@ def available() -> list[str]:
 
 
 __all__ = [
-    "Law", "law", "Real", "Positive", "Interval", "GreaterThan", "get", "available",
+    "Law", "law", "Real", "Positive", "Interval", "LogInterval", "GreaterThan", "get", "available",
     "power_law", "saturating_power_law", "m3", "m4", "bnsl", "chinchilla", "overtraining",
     "exp_error", "logistic", "sigmoid_boundary", "CHINCHILLA_GRID",
 ]

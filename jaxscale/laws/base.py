@@ -80,6 +80,29 @@ class Interval:
 
 
 @dataclasses.dataclass(frozen=True)
+class LogInterval:
+    """lo < p < hi (lo > 0) through log p = log lo + (log hi - log lo) sigmoid(u)."""
+
+    lo: float
+    hi: float
+
+    def forward(self, u: Array) -> Array:
+        llo, lhi = np.log(self.lo), np.log(self.hi)
+        return jnp.exp(llo + (lhi - llo) * jax.nn.sigmoid(u))
+
+    def inverse(self, p: Array) -> Array:
+        llo, lhi = np.log(self.lo), np.log(self.hi)
+        t = (jnp.log(p) - llo) / (lhi - llo)
+        return jnp.log(t) - jnp.log1p(-t)
+
+    def clip(self, p: np.ndarray) -> np.ndarray:
+        return np.clip(p, self.lo * (1 + 1e-6), self.hi * (1 - 1e-6))
+
+    def bounds(self) -> tuple[float, float]:
+        return (self.lo, self.hi)
+
+
+@dataclasses.dataclass(frozen=True)
 class GreaterThan:
     """p > lo through p = lo + exp(u)."""
 
@@ -98,7 +121,7 @@ class GreaterThan:
         return (self.lo, np.inf)
 
 
-Constraint = Real | Positive | Interval | GreaterThan
+Constraint = Real | Positive | Interval | LogInterval | GreaterThan
 
 
 def constraint_from_bounds(lo: float | None, hi: float | None) -> Constraint:
@@ -302,6 +325,8 @@ class Law:
             elif isinstance(c, Interval):
                 w = c.hi - c.lo
                 p = jnp.clip(p, c.lo + 1e-6 * w, c.hi - 1e-6 * w)
+            elif isinstance(c, LogInterval):
+                p = jnp.clip(p, c.lo * (1 + 1e-6), c.hi * (1 - 1e-6))
             clipped[n] = p
         for prev, name in zip(self.ordered, self.ordered[1:]):
             clipped[name] = jnp.maximum(clipped[name], clipped[prev] * (1 + 1e-6))

@@ -10,9 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscale.laws._grid import masked_max, masked_mean, masked_min
-from jaxscale.laws.base import Law, Positive, Real
+from jaxscale.laws.base import Law, LogInterval, Positive, Real
 
 Array = jax.Array
+
+
+SHARPNESS_RANGE = (1e-3, 1e2)
 
 
 def _names(n_breaks: int) -> tuple[str, ...]:
@@ -105,7 +108,9 @@ def bnsl(n_breaks: int = 1) -> Law:
     """Broken Neural Scaling Law with `n_breaks` breaks.
 
     y = a + b x^(-c0) prod_i (1 + (x / d_i)^(1/f_i))^(-c_i f_i), evaluated in log space.
-    Constraints: a, b, d_i, f_i > 0; break locations ordered d_1 < d_2 < ...
+    Constraints: a, b, d_i > 0; break locations ordered d_1 < d_2 < ...; the sharpness f_i lies in
+    `SHARPNESS_RANGE` (1e-3, 1e2): below 1e-3 a break is a kink already, and without the bound
+    fits drift along the flat valley f -> 0.
 
     Example:
       >>> from jaxscale import laws
@@ -117,7 +122,12 @@ def bnsl(n_breaks: int = 1) -> Law:
     names = _names(n_breaks)
     cons = []
     for n in names:
-        cons.append(Real() if n.startswith("c") else Positive())
+        if n.startswith("c"):
+            cons.append(Real())
+        elif n.startswith("f"):
+            cons.append(LogInterval(*SHARPNESS_RANGE))
+        else:
+            cons.append(Positive())
 
     def fn(p, x):
         return p["a"] + jnp.exp(_log_term(p, x, n_breaks))
