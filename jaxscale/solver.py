@@ -3,9 +3,12 @@
 Pure functions only. `solve` takes padded task arrays and returns a `Solution` whose `result`
 holds one code per task (as optimistix does) instead of raising for a bad lane.
 
-Polishing is a damped Newton method (Levenberg-Marquardt damping of the exact Hessian, which
-the small parameter counts of scaling laws make cheap) run for a bounded number of iterations;
-each lane carries its own convergence flag and stops updating once converged.
+Polishing is Levenberg-Marquardt: Gauss-Newton steps on the residuals for least-squares losses,
+exact-Hessian Newton steps otherwise (the small parameter counts of scaling laws make both
+cheap), with Nielsen's gain-ratio damping update and MINPACK-style scaling, run for a bounded
+number of iterations; each lane carries its own convergence flag and stops updating once
+converged. The starts kept for polishing are the best screened ones that are mutually distinct
+(`diverse_top_k`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class SolverConfig(NamedTuple):
       batch_size: tasks screened at once (bounds screening memory), and the lane count of each
         continuation round.
       max_tasks: tasks per compiled call; larger batches are solved in chunks of this size.
+      min_distance: kept starts differ by at least this much in some unconstrained coordinate
+        (0 keeps the plain best `polish`).
     """
 
     polish: int = 8
@@ -65,6 +70,7 @@ class SolverConfig(NamedTuple):
     gtol: float = 1e-12
     batch_size: int = 256
     max_tasks: int = 32768
+    min_distance: float = 2.0
 
 
 class Solution(NamedTuple):
@@ -166,8 +172,9 @@ def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
         return (s["it"] < iters) & ~s["done"]
 
     def body(s):
-        u, f, g, h, lam = s["u"], s["f"], s["g"], s["h"], s["lam"]
-        d = jnp.abs(jnp.diag(h))
+        u, f, g, h, lam, nu = s["u"], s["f"], s["g"], s["h"], s["lam"], s["nu"]
+        # scaling as MINPACK: the largest curvature seen so far per parameter
+        d = jnp.maximum(s["d"], jnp.abs(jnp.diag(h)))
         d = jnp.maximum(d, 1e-10 * jnp.max(d) + 1e-300)
         chol = jnp.linalg.cholesky(h + lam * jnp.diag(d))
         step = -jax.scipy.linalg.cho_solve((chol, True), g)
@@ -176,6 +183,10 @@ def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
         u_new = u + step
         f_new, g_new, h_new = evaluate(u_new)
         accept = ok & jnp.isfinite(f_new) & (f_new <= f)
+        # Nielsen's damping update from the gain ratio of actual to predicted decrease
+        predicted = -(g @ step + 0.5 * step @ (h @ step))
+        rho = (f - f_new) / jnp.where(predicted > 0, predicted, jnp.inf)
+        lam_acc = lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
         small_f = (f - f_new) <= cfg.ftol * jnp.maximum(jnp.abs(f_new), 1e-300)
         small_x = jnp.max(jnp.abs(step)) <= cfg.xtol * (1.0 + jnp.max(jnp.abs(u)))
         conv = accept & ((small_f & small_x) | (jnp.max(jnp.abs(g_new)) <= cfg.gtol))
@@ -184,13 +195,15 @@ def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
             "f": jnp.where(accept, f_new, f),
             "g": jnp.where(accept, g_new, g),
             "h": jnp.where(accept, h_new, h),
-            "lam": jnp.where(accept, jnp.maximum(lam / 3.0, 1e-12), lam * 4.0),
+            "lam": jnp.where(accept, jnp.maximum(lam_acc, 1e-12), lam * nu),
+            "nu": jnp.where(accept, 2.0, nu * 2.0),
+            "d": d,
             "it": s["it"] + 1,
             "done": conv | (lam > 1e16),  # no descent step left: a minimum to numerical precision
         }
 
-    init = {"u": u0, "f": f0, "g": g0, "h": h0, "lam": jnp.asarray(1e-3, u0.dtype), "it": jnp.asarray(0),
-            "done": ~jnp.isfinite(f0) | (jnp.max(jnp.abs(g0)) <= cfg.gtol)}
+    init = {"u": u0, "f": f0, "g": g0, "h": h0, "lam": jnp.asarray(1e-3, u0.dtype), "nu": jnp.asarray(2.0, u0.dtype), "d": jnp.abs(jnp.diag(h0)),
+            "it": jnp.asarray(0), "done": ~jnp.isfinite(f0) | (jnp.max(jnp.abs(g0)) <= cfg.gtol)}
     s = jax.lax.while_loop(cond, body, init)
     return s["u"], s["f"], s["done"], s["it"], jnp.max(jnp.abs(s["g"]))
 
@@ -215,12 +228,32 @@ def screen(objective, starts_fn, x, y, w, cfg: SolverConfig, task_starts=None):
         starts = args[3] if task_starts is not None else starts_fn(x1, y1, w1)
         vals = jax.vmap(objective, in_axes=(0, None, None, None))(starts, x1, y1, w1)
         vals = jnp.where(jnp.isnan(vals), jnp.inf, vals)
-        k = min(cfg.polish, starts.shape[0])
-        neg, idx = jax.lax.top_k(-vals, k)
-        return starts[idx], -neg
+        idx = diverse_top_k(starts, vals, min(cfg.polish, starts.shape[0]), cfg.min_distance)
+        return starts[idx], vals[idx]
 
     xs = (x, y, w) if task_starts is None else (x, y, w, task_starts)
     return jax.lax.map(one, xs, batch_size=min(cfg.batch_size, x.shape[0]))
+
+
+def diverse_top_k(starts: Array, vals: Array, k: int, min_distance: float) -> Array:
+    """Indices of `k` low-objective starts, greedily skipping any within `min_distance` (max-norm,
+    unconstrained scale) of one already kept, so the polished starts explore distinct basins.
+    Falls back to the next best when fewer than `k` distinct starts exist."""
+    if min_distance <= 0:
+        return jax.lax.top_k(-vals, k)[1]
+
+    def pick(i, carry):
+        chosen, score = carry
+        j = jnp.argmin(score)
+        near = jnp.max(jnp.abs(starts - starts[j]), axis=-1) < min_distance
+        # near neighbours wait behind every distinct start; the chosen one never returns
+        score = jnp.where(near, score + 1e300, score).at[j].set(jnp.inf)
+        return chosen.at[i].set(j), score
+
+    chosen = jnp.zeros(k, dtype=jnp.argmin(vals).dtype)
+    score = jnp.where(jnp.isfinite(vals), vals, 1e300)
+    chosen, _ = jax.lax.fori_loop(0, k, pick, (chosen, score))
+    return chosen
 
 
 def polish(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
