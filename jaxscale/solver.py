@@ -59,6 +59,8 @@ class SolverConfig(NamedTuple):
       max_tasks: tasks per compiled call; larger batches are solved in chunks of this size.
       min_distance: kept starts differ by at least this much in some unconstrained coordinate
         (0 keeps the plain best `polish`).
+      prune: after `first_iter`, a start whose objective exceeds its task's best by more than this
+        relative margin stops (inf: continue every start).
     """
 
     polish: int = 8
@@ -71,6 +73,7 @@ class SolverConfig(NamedTuple):
     batch_size: int = 256
     max_tasks: int = 32768
     min_distance: float = 2.0
+    prune: float = 0.3
 
 
 class Solution(NamedTuple):
@@ -346,7 +349,11 @@ class Engine:
         last = np.full(done.shape, self._first)  # iterations used by each lane
         size = _round_up(min(total, self.cfg.batch_size), self.n_devices)
         while True:
-            todo = np.nonzero(~done & np.isfinite(f) & (last < self.cfg.max_iter))[0]
+            # lanes well above their task's best so far are abandoned: they would rarely overtake it
+            best = np.min(np.where(np.isfinite(f), f, np.inf).reshape(total, k), axis=1)[task]
+            margin = self.cfg.prune * np.abs(best) if np.isfinite(self.cfg.prune) else np.inf
+            hopeful = f <= best + margin
+            todo = np.nonzero(~done & np.isfinite(f) & (last < self.cfg.max_iter) & hopeful)[0]
             if todo.size == 0:
                 break
             todo = todo[:size]  # one fixed lane count: a single compilation serves every round
