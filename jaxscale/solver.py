@@ -285,7 +285,8 @@ class Engine:
     and the continuation compiles once.
 
     With several devices (all of `jax.devices()` by default, hosts included after
-    `jax.distributed.initialize()`), tasks are split over a 1-D `Mesh` with `jax.shard_map`;
+    `jax.distributed.initialize()`: every process then calls `fit` on the same data and gets the
+    gathered result), tasks are split over a 1-D `Mesh` with `jax.shard_map`;
     every task's computation is local, so results do not depend on the device count. Batches
     larger than `cfg.max_tasks` are solved in chunks of that size.
     """
@@ -342,7 +343,7 @@ class Engine:
         parts = [self._phase_a(x[i:i + chunk], y[i:i + chunk], w[i:i + chunk], grid_part(i))
                  for i in range(0, total, chunk)]
         # lanes = (task, start) pairs, flattened
-        u, f, done, it, gn = (np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(5))
+        u, f, done, it, gn = (np.concatenate([_to_host(p[j]) for p in parts]) for j in range(5))
         k = f.shape[1]
         u, f, done, it, gn = u.reshape(total * k, -1), f.ravel(), done.ravel(), it.ravel(), gn.ravel()
         task = np.repeat(np.arange(total), k)
@@ -359,7 +360,7 @@ class Engine:
             todo = todo[:size]  # one fixed lane count: a single compilation serves every round
             idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
             ti = task[idx]
-            out = [np.asarray(a) for a in self._phase_b(u[idx], x[ti], y[ti], w[ti])]
+            out = [_to_host(a) for a in self._phase_b(u[idx], x[ti], y[ti], w[ti])]
             keep = slice(0, todo.size)
             u[todo], f[todo], done[todo], gn[todo] = out[0][keep], out[1][keep], out[2][keep], out[4][keep]
             it[todo] += out[3][keep]
@@ -369,6 +370,15 @@ class Engine:
             gn.reshape(total, k)))
         result = np.where(~np.isfinite(f), Status.NONFINITE, np.where(done, Status.CONVERGED, Status.MAX_ITER))
         return Solution(u=u[:t], value=f[:t], result=result[:t], n_iter=it[:t], grad_norm=gn[:t])
+
+
+def _to_host(a) -> np.ndarray:
+    """A (possibly multi-host) result as a full numpy array on this process."""
+    if isinstance(a, jax.Array) and not a.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
 
 
 def _round_up(n: int, m: int) -> int:
