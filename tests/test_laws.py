@@ -153,3 +153,18 @@ def test_fix_and_bounds_and_registry():
         laws.get("nope")
     with pytest.raises(ValueError, match="unknown parameter"):
         laws.power_law.fix(gamma=1.0)
+
+
+def test_m4_root_is_exact_over_wide_parameter_ranges():
+    from jaxscale.laws import power
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    p = {"eps_inf": rng.uniform(0, 0.9, n), "eps_0": np.ones(n), "beta": 10 ** rng.uniform(-3, 6, n),
+         "c": rng.uniform(-2, 0.5, n), "alpha": 10 ** rng.uniform(-2, 1, n)}
+    x = np.geomspace(1, 1e12, 25)
+    s = np.asarray(jax.vmap(lambda q: power._m4_parts(q, x)[2])(p))
+    r = (np.log(p["beta"])[:, None] + p["c"][:, None] * np.log(x)
+         + (p["alpha"][:, None] - 1) * np.log(1 - p["eps_inf"])[:, None])
+    phi = np.asarray(power._phi(s, p["alpha"][:, None]))
+    assert np.max(np.abs(phi - r) / (1 + np.abs(r))) < 1e-12

@@ -9,6 +9,7 @@ parameter values (what the law sees).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from typing import Any, Callable, Mapping, Sequence
 
@@ -259,6 +260,9 @@ class Law:
           >>> m4.param_names
           ('eps_inf', 'beta', 'c', 'alpha')
         """
+        return _fixed(self, tuple(sorted((k, float(v)) for k, v in values.items())))
+
+    def _fix(self, **values: float) -> "Law":
         if self.reparam is not None:
             raise ValueError(f"{self.name}: parameters of a reparameterised law cannot be fixed")
         unknown = set(values) - set(self.param_names)
@@ -291,6 +295,9 @@ class Law:
 
     def with_bounds(self, **bounds: tuple[float | None, float | None]) -> "Law":
         """A law with new bounds on some parameters, e.g. ``law.with_bounds(alpha=(0, 2))``."""
+        return _bounded(self, tuple(sorted((k, tuple(v)) for k, v in bounds.items())))
+
+    def _with_bounds(self, **bounds: tuple[float | None, float | None]) -> "Law":
         cons = list(self.constraints)
         for name, (lo, hi) in bounds.items():
             if name not in self.param_names:
@@ -347,6 +354,17 @@ class Law:
         clipped = self.clip_to_domain({n: combos[:, i] for i, n in enumerate(self.param_names)})
         with jax.ensure_compile_time_eval():
             return np.asarray(self.to_unconstrained(clipped))
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed(law: Law, values: tuple) -> Law:
+    """`Law.fix`, memoised: the same request returns the same Law, so compiled fits are reused."""
+    return law._fix(**dict(values))
+
+
+@functools.lru_cache(maxsize=256)
+def _bounded(law: Law, bounds: tuple) -> Law:
+    return law._with_bounds(**dict(bounds))
 
 
 # --------------------------------------------------------------------------- user laws
