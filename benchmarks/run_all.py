@@ -16,7 +16,7 @@ import time
 
 from benchmarks import _common as C
 
-BENCHMARKS = ["chinchilla", "bnsl_tasks", "tiny_m2", "curves92", "bootstrap", "scaling"]
+BENCHMARKS = ["chinchilla", "bnsl_tasks", "tiny_m2", "curves92", "bootstrap", "scaling", "boundary"]
 TAKES_TASKS = {"bnsl_tasks", "tiny_m2", "scaling"}
 
 

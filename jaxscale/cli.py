@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("laws", cmd_laws, "list the available laws with their parameters, inputs and formulas")
 
+    for name, help in DELEGATED_HELP.items():  # parsed by their own modules (see `main`)
+        sub.add_parser(name, help=help, add_help=False)
+
     d = add("demo", cmd_demo, "run the synthetic end-to-end demo (writes report.md and fits.png)")
     d.add_argument("--out", default="jaxscale_demo", metavar="DIR", help="output directory (default: %(default)s)")
     d.add_argument("--seed", type=int, default=0, metavar="N", help="noise seed (default: %(default)s)")
@@ -281,8 +284,23 @@ def _silence_stdout() -> None:
         pass
 
 
+DELEGATED_HELP = {
+    "allocate": "compute-optimal N, D for a FLOP budget from a Chinchilla fit (see `jaxscale allocate --help`)",
+    "frontier": "capability boundaries: high-quantile score vs log10 FLOPs (see `jaxscale frontier --help`)",
+}
+
+
+def _delegated(name: str) -> Callable[[Sequence[str]], int]:
+    from jaxscale.prescribe import cli as prescribe_cli
+
+    return {"allocate": prescribe_cli.allocate_main, "frontier": prescribe_cli.frontier_main}[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default ``sys.argv[1:]``); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED_HELP:
+        return _delegated(argv[0])(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -1,0 +1,257 @@
+"""Accuracy benchmark: every extrapolation result of ``jaxscale.evaluate.reproductions`` against the
+published numbers, written to ``benchmarks/ACCURACY.md``.
+
+Run from the repository root (the data in ``$JAXSCALE_DATA`` or ``../shared/data``)::
+
+    python -m benchmarks.accuracy            # everything, rewrites benchmarks/ACCURACY.md
+    python -m benchmarks.accuracy --only gadre olmo --out /tmp/acc.md
+
+Sections: the 92-curve Revisiting benchmark (leaderboard per domain, law selection, BNSL
+blow-ups, NSL-PFN comparison), the Gadre et al. chained forecast, the OLMo ladder two-step
+forecast (with fitting-choice variants), and ColPret learning-curve extrapolation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchmarks import _common as C
+from jaxscale.evaluate import reproductions as R
+
+ACCURACY = Path(__file__).resolve().parent / "ACCURACY.md"
+SECTIONS = ("revisiting", "gadre", "olmo", "colpret")
+#: NSL-PFN (Lee et al., ICML 2025) reported mean RMSLE on the 72 IC curves, and its baselines.
+NSLPFN_IC = {"NSL-PFN": 0.0280, "tuned BNSL (NSL-PFN paper)": 0.0406, "M4 (NSL-PFN paper)": 0.0415}
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    """Numbers to fixed decimals, NaN as an em dash, everything else as text."""
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return "—"
+        if math.isinf(v):
+            return "inf"
+        return f"{v:.{digits}f}"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def md_table(frame: pd.DataFrame, digits: int | dict[str, int] = 4) -> list[str]:
+    """A markdown table of a DataFrame."""
+    cols = list(frame.columns)
+    out = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = []
+        for c in cols:
+            d = digits.get(c, 4) if isinstance(digits, dict) else digits
+            cells.append(fmt(row[c], d))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def check(ok: bool) -> str:
+    return "yes" if ok else "**NO**"
+
+
+# --------------------------------------------------------------------------- sections
+def revisiting_section(data_dir: Path) -> tuple[list[str], dict]:
+    t0 = time.perf_counter()
+    res = R.revisiting(data_dir=data_dir)
+    elapsed = time.perf_counter() - t0
+    board = res.leaderboard
+    lines = ["## 1. Revisiting neural scaling laws: 92 curves (Alabdulmohsin et al. 2022)", "",
+             "Fit on the `Training == 1` points (duplicates dropped, sorted by x), score RMSLE on log(y) over "
+             "the extrapolation points (about 1.1x to 2.1x the largest training x). Every law is fitted to all "
+             "92 curves in one batched `jaxscale.fit` (mean squared log error, the law's data-driven start grid, "
+             "8 polished starts; BNSL capped at 300 Newton iterations per start). M4 has a learnable eps_0 as in "
+             "the reference code (`err_0` is updated and projected there); *M4 fixed eps_0* holds it at 1.0 "
+             "(1.001 on BIG-bench). *BNSL1 monotone* is BNSL with one break constrained to non-increasing "
+             "segments (c0 >= 0, c0 + c1 >= 0; `jaxscale.evaluate.constrained`). *selected* picks a law "
+             "per curve by rolling-origin validation inside the training points only (fit on x <= 0.5 and 0.7 "
+             "of the largest training x, predict the remaining training points, lowest mean RMSLE wins); "
+             "*BNSL selected breaks* chooses 0, 1 or 2 breaks the same way; *ensemble* averages the log "
+             "predictions of the 3 best laws per curve with weights 1/validation-RMSLE^2. Win rates: errors "
+             "truncated to 3 decimals, ties split (M-competition convention). *blow-ups*: RMSLE > 0.2 or NaN.",
+             "", f"Wall time: {elapsed:.0f} s for everything below ({C.machine_line()}).", ""]
+    ref = R.REVISITING_REFERENCE_M4
+    # headline comparison
+    lines += ["### Against the reference", ""]
+    rows = []
+    for dom in ("IC", "NMT", "LM", "BB"):
+        b = board[board.domain == dom].set_index("method")
+        rows.append({"domain": dom, "reference M4": ref[dom], "jaxscale M4": b.loc["M4", "mean"],
+                     "M4 within 5 %": check(b.loc["M4", "mean"] <= 1.05 * ref[dom]),
+                     "M4 fixed eps_0": b.loc["M4 fixed eps_0", "mean"] if "M4 fixed eps_0" in b.index else float("nan"),
+                     "selected": b.loc["selected", "mean"], "selected beats ref": check(b.loc["selected", "mean"] < ref[dom]),
+                     "ensemble": b.loc["ensemble", "mean"], "best method": b["mean"].idxmin(), "its mean": b["mean"].min()})
+    lines += md_table(pd.DataFrame(rows)) + [""]
+    allb = board[board.domain == "all"].set_index("method")
+    blow = {m: int(allb.loc[m, "n_blowup"]) for m in ("BNSL1", "BNSL1 monotone", "BNSL2", "BNSL selected breaks", "M4",
+                                                       "selected", "ensemble") if m in allb.index}
+    sc = res.scores
+    bad = sc[(sc.method == "BNSL1") & ~(sc.rmsle <= 0.2)][["task", "rmsle"]]
+    m4_there = sc[(sc.method == "M4") & sc.task.isin(bad.task)].set_index("task").rmsle
+    lines += [f"BNSL blow-ups (RMSLE > 0.2 or NaN) over the 92 curves: reference 1-break grid fit "
+              f"{R.REVISITING_REFERENCE_BNSL_BLOWUPS}; jaxscale " + ", ".join(f"{k} {v}" for k, v in blow.items()) + ".",
+              ""]
+    if len(bad):
+        lines += ["The remaining BNSL1 curves above 0.2 (none NaN): " + "; ".join(
+            f"`{t}` {r:.3f} (M4 {m4_there.get(t, float('nan')):.3f})" for t, r in zip(bad.task, bad.rmsle))
+            + ". Their held-out points drop abruptly below the flattening training trend (the training "
+            "curves of these short MiX runs level off near their last value, the extrapolation points "
+            "fall 15-30 % lower), so every saturating law misses them; only forms that keep falling (M1-M3 "
+            "collapsing to a pure power law) stay below 0.2 there. No BNSL variant here reaches zero "
+            "blow-ups without a prior that the curves keep falling (e.g. bounding the limit a below "
+            "0.8 x the smallest training y removes them but costs NMT accuracy: a choice made by "
+            "looking at the held-out points, so not reported as a method). *BNSL selected breaks* "
+            "keeps its two blow-ups elsewhere: on `IC/cal_5/BiT/101/3` and `IC/cal_5/MiX/B/16` the "
+            "validation picks 0 breaks (RMSLE 0.21 and 0.23) where 1 break gives 0.02.", ""]
+    ic = board[(board.domain == "IC")].set_index("method")["mean"]
+    best = ic.idxmin()
+    lines += ["### NSL-PFN comparison (72 IC curves, mean RMSLE)", ""]
+    stretch = pd.DataFrame([{"method": k, "IC mean RMSLE": v} for k, v in NSLPFN_IC.items()]
+                           + [{"method": f"jaxscale best: {best}", "IC mean RMSLE": ic[best]},
+                              {"method": "jaxscale per-curve oracle over the 7 laws (not a method)",
+                               "IC mean RMSLE": float(res.selection.set_index("domain").loc["IC", "oracle"])}])
+    lines += md_table(stretch) + ["",
+              f"jaxscale's best method is {100 * (ic[best] / NSLPFN_IC['NSL-PFN'] - 1):.0f} % above NSL-PFN's IC mean "
+              "(a model pre-trained on synthetic curves); the oracle row shows how much a perfect per-curve "
+              "law choice among our fits would gain.", ""]
+    lines += ["### Leaderboard per domain", ""]
+    show = board[["domain", "method", "n_tasks", "mean", "median", "max", "n_blowup", "win_rate", "rank"]].copy()
+    show["win_rate"] = 100 * show["win_rate"]
+    lines += md_table(show.rename(columns={"win_rate": "win %", "n_blowup": "blow-ups"}),
+                      {"mean": 4, "median": 4, "max": 3, "win %": 1}) + [""]
+    lines += ["### Law selection without peeking", "",
+              "*right*: share of curves whose chosen law has the lowest held-out RMSLE among the candidates "
+              "(truncated to 3 decimals, ties count as right). *oracle*: mean RMSLE of the per-curve best "
+              "candidate; *best single*: the best candidate law of the domain.", ""]
+    lines += ["All 7 laws:", ""] + md_table(res.selection, {"right": 3}) + [""]
+    lines += ["Number of BNSL breaks (0, 1, 2):", ""] + md_table(res.bnsl_selection, {"right": 3}) + [""]
+    chosen = sc[sc.method == "selected"].groupby(["domain", "choice"]).size().unstack(fill_value=0)
+    lines += ["Laws chosen per domain:", ""] + md_table(chosen.reset_index()) + [""]
+    summary = {"revisiting_s": elapsed, "board": board}
+    return lines, summary
+
+
+def gadre_section(data_dir: Path) -> tuple[list[str], dict]:
+    t0 = time.perf_counter()
+    out = R.gadre_chained(data_dir=data_dir)
+    elapsed = time.perf_counter() - t0
+    lines = ["## 2. Gadre et al. 2024: chained (N, M) -> C4-eval loss -> 17-task average top-1 error", "",
+             "Loss law L(C, M) = E + (a M^eta + b M^-eta) C^-eta on the 5 Table-1 points, error law "
+             "Err(L) = eps - k exp(-gamma L) on the 6 points, both least squares on the raw scale; the three "
+             "training sets are fitted in one batched call per law. Relative errors in %.", "",
+             f"Wall time {elapsed:.1f} s.", ""]
+    show = out[["name", "target", "M", "loss", "loss_pred", "loss_rel_pct", "error", "error_pred", "error_rel_pct"]].copy()
+    ref = [R.GADRE_REFERENCE.get((d, t), float("nan")) for d, t in zip(out.dataset, out.target)]
+    show.insert(len(show.columns), "reference error_rel_pct", ref)
+    lines += md_table(show, {"M": 0, "loss_rel_pct": 4, "error_rel_pct": 4, "reference error_rel_pct": 4}) + [""]
+    coef = out.drop_duplicates("dataset")[["name", "E", "a", "b", "eta", "eps", "k", "gamma"]]
+    lines += ["Fitted coefficients (reference: C4 1.51, 141, 190, 0.121 | 0.850, 2.08, 0.756; RedPajama 1.84, 212, "
+              "367, 0.136 | 0.857, 2.21, 0.715; RefinedWeb 1.73, 157, 246, 0.127 | 0.865, 2.21, 0.707):", ""]
+    lines += md_table(coef, 3) + [""]
+    return lines, {"gadre": out}
+
+
+def olmo_section(data_dir: Path) -> tuple[list[str], dict]:
+    t0 = time.perf_counter()
+    frames = [R.olmo_two_step(data_dir=data_dir, variant=v) for v in R.OLMO_VARIANTS]
+    elapsed = time.perf_counter() - t0
+    allv = pd.concat(frames, ignore_index=True)
+    lines = ["## 3. OLMo ladder two-step forecast (Bhagia et al. 2024)", "",
+             "Step 1: (N, D) -> task bpb, Chinchilla form, Huber (delta 1e-3) in log space on the 16 ladder runs "
+             "of `final.json` (190M-1.3B x 1/2/5/10 xC). Step 2: bpb -> accuracy, sigmoid on every checkpoint of "
+             "those runs (first 10 % dropped, 5-point moving average, plus the ideal point (0, 1)). Both steps fit "
+             "the 8 tasks in one batched call. Errors: predicted minus actual accuracy, in points.", "",
+             f"Wall time {elapsed:.1f} s for the {len(R.OLMO_VARIANTS)} variants.", ""]
+    lines += ["Variants:", ""] + [f"- *{k}*: {v}" for k, v in R.OLMO_VARIANTS.items()] + [""]
+    for target in ("13B-5T", "7B-4T"):
+        wide = allv[allv.target == target].pivot(index="task", columns="variant", values="error_pts")
+        wide = wide.reindex(index=list(R.OLMO_TASKS.values()), columns=list(R.OLMO_VARIANTS))
+        ref = allv[(allv.target == target) & (allv.variant == "reference")].set_index("task")
+        table = wide.reset_index()
+        if target == "13B-5T":
+            table.insert(1, "published", table.task.map(R.OLMO_PUBLISHED_13B))
+        table.insert(1, "actual acc", table.task.map(100 * ref.acc))
+        lines += [f"### {target}", ""] + md_table(table, 2) + [""]
+        mean_abs = wide.abs().mean()
+        lines += ["Mean |error| per variant: " + ", ".join(f"{k} {v:.2f}" for k, v in mean_abs.items()) + " points.", ""]
+    r13 = allv[(allv.target == "13B-5T")]
+    better = []
+    for v in R.OLMO_VARIANTS:
+        if v == "reference":
+            continue
+        d = r13[r13.variant == v].set_index("task").error_pts.abs() - r13[r13.variant == "reference"].set_index("task").error_pts.abs()
+        wins = [t for t, x in d.items() if x < -0.05]
+        loses = [t for t, x in d.items() if x > 0.05]
+        better.append(f"- *{v}* beats the reference on {', '.join(wins) or 'no task'}; worse on {', '.join(loses) or 'no task'}.")
+    lines += ["Where a different fitting choice beats the published errors (13B-5T, by more than 0.05 points):", ""]
+    lines += better + [""]
+    return lines, {"olmo": allv}
+
+
+def colpret_section(data_dir: Path) -> tuple[list[str], dict]:
+    t0 = time.perf_counter()
+    scores, board = R.colpret(data_dir=data_dir)
+    elapsed = time.perf_counter() - t0
+    n = scores[["family", "curve"]].drop_duplicates().shape[0]
+    lines = ["## 4. Learning-curve extrapolation: ColPret (192 pretraining loss curves)", "",
+             f"Fit every curve on the points with tokens <= 50 % of its last tokens (at most 64 evenly spaced "
+             f"training points), predict every later point; RMSLE on log(loss). {n} curves have at least 6 "
+             "training points (so that every law can be fitted; 4 curves start after half their final tokens). "
+             "Repeated (curve, tokens) rows are averaged. One batched fit per law. A *failed* curve has a "
+             "non-finite forecast: M4 fits that drift to beta = inf (alpha > 100) report `converged` but "
+             "predict NaN.", "", f"Wall time {elapsed:.0f} s.", ""]
+    allb = board[board.family == "all"][["method", "n_tasks", "mean", "median", "max", "n_failed", "n_blowup",
+                                         "win_rate", "rank"]].copy()
+    allb["win_rate"] *= 100
+    lines += ["All curves, per law (mean over the curves with a finite forecast; a law with failures ranks "
+              "after those without):", ""]
+    lines += md_table(allb.rename(columns={"win_rate": "win %", "n_blowup": "RMSLE > 0.2 or failed",
+                                           "n_failed": "failed"}),
+                                                     {"mean": 4, "median": 4, "max": 3, "win %": 1}) + [""]
+    wide = board[board.family != "all"].pivot(index="family", columns="method", values="mean")
+    wide.insert(0, "curves", board[board.family != "all"].groupby("family").n_tasks.max())
+    lines += ["Mean RMSLE per source family and law:", ""] + md_table(wide.reset_index(), {"curves": 0}) + [""]
+    return lines, {"colpret": board}
+
+
+RUNNERS: dict[str, Callable[[Path], tuple[list[str], dict]]] = {
+    "revisiting": revisiting_section, "gadre": gadre_section, "olmo": olmo_section, "colpret": colpret_section,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--out", type=Path, default=ACCURACY, help="markdown file to write")
+    args = parser.parse_args(argv)
+    data = C.data_dir()
+    lines = ["# jaxscale accuracy: extrapolation against published results", "",
+             "Generated by `python -m benchmarks.accuracy` (the numbers are asserted by `tests/test_evaluate.py`). "
+             "Every method is scored on the same held-out points with `jaxscale.evaluate`.", "",
+             f"Machine: {C.machine_line()}.", ""]
+    t0 = time.perf_counter()
+    for name in args.only:
+        t = time.perf_counter()
+        section, _ = RUNNERS[name](data)
+        print(f"{name}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        lines += section
+    lines += [f"Total wall time {time.perf_counter() - t0:.0f} s.", ""]
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
