@@ -17,7 +17,7 @@ import pandas as pd
 from jaxscale.data import Dataset
 from jaxscale.fitting import fit as fit_fn
 from jaxscale.forecast import forecast_frame
-from jaxscale.result import FitResult, _as_x
+from jaxscale.result import FitResult
 
 REPLICATE = "replicate"
 
@@ -75,13 +75,32 @@ class BootstrapResult:
         pred = self.replicates.predict(new_x)
         return pred.reshape(t, self.n, -1)
 
+    def predict_rows(self, rows: pd.DataFrame, x: np.ndarray | None = None) -> np.ndarray:
+        """``[R, B]`` predictions of every replicate at each row's task and x.
+
+        `rows` holds the task key columns and, unless `x` is given, the x columns. `x` may give
+        per-row (``[R]`` / ``[R, k]``) or per-row-per-replicate (``[R, B]``) inputs, e.g. the
+        draws of an earlier step in a chained forecast. Rows of unknown tasks give NaN.
+        """
+        data, law = self.fit.data, self.fit.law
+        tid = data.task_index(rows)
+        xa = rows[list(data.x_names)].to_numpy(float) if x is None else np.asarray(x, float)
+        if law.n_inputs == 1 and xa.ndim == 2 and xa.shape[1] == 1 and x is None:
+            xa = xa[:, 0]
+        if law.n_inputs == 1:
+            xa = xa if xa.ndim == 2 else xa[:, None]  # [R, B] or [R, 1]
+        else:
+            xa = xa[:, None, :]  # [R, 1, k]
+        th = self.param_array[np.maximum(tid, 0)]  # [R, B, n]
+        params = {n: th[..., i] for i, n in enumerate(law.param_names)}
+        out = np.asarray(law(params, xa))
+        return np.where((tid >= 0)[:, None], out, np.nan)
+
     def forecast(self, new_x: Any, levels: Sequence[float] = (0.05, 0.5, 0.95)) -> pd.DataFrame:
         """The shared forecast table: ``prediction`` from the original fit plus bootstrap quantiles."""
         base = self.fit.forecast(new_x)
         reps = self.predict(new_x)  # [T, B, Q]
         quant = {q: np.nanquantile(reps, q, axis=1).reshape(-1) for q in levels}
-        xq = _as_x(new_x, self.fit.law.n_inputs)
-        assert len(base) == reps.shape[0] * xq.shape[0]
         return forecast_frame(base.drop(columns="prediction"), base["prediction"].to_numpy(), quant)
 
 

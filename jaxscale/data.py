@@ -244,11 +244,6 @@ class Dataset:
         out[self.y_name] = self.y[t_idx, p_idx]
         return out
 
-    def select_points(self, keep: np.ndarray) -> "Dataset":
-        """Same tasks with only the points where `keep[T, P]` is True (for train/test splits)."""
-        keep = np.asarray(keep, bool) & self.mask
-        return dataclasses.replace(self, mask=keep, weight=np.where(keep, self.weight, 0.0))
-
     def task_index(self, frame: pd.DataFrame) -> np.ndarray:
         """Index of each row's task (by the `by` columns); -1 where the task is unknown.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 import jaxscale
@@ -52,3 +53,20 @@ def test_bootstrap_many_tasks_reproducible():
     assert a.param_array.shape == (2, 50, 3)
     with pytest.raises(ValueError, match="n must be >= 2"):
         jaxscale.bootstrap(ds, laws.saturating_power_law, n=1, key=jax.random.PRNGKey(3))
+
+
+def test_predict_rows_per_task_and_chained_inputs():
+    x = np.geomspace(1e6, 1e9, 10)
+    y = np.stack([2.0 + 30 * x**-0.3, 1.0 + 10 * x**-0.2])
+    ds = jaxscale.Dataset.from_arrays(np.stack([x, x]), y)
+    bs = jaxscale.bootstrap(ds, laws.saturating_power_law, n=20, key=jax.random.PRNGKey(0))
+    rows = pd.DataFrame({"task": [1, 0, 7], "x": [1e10, 1e10, 1e10]})
+    pred = bs.predict_rows(rows)
+    assert pred.shape == (3, 20) and np.isnan(pred[2]).all()
+    np.testing.assert_allclose(pred[0], bs.predict([1e10])[1, :, 0])
+    np.testing.assert_allclose(pred[1], bs.predict([1e10])[0, :, 0])
+    # per-replicate inputs: replicate b of row r is evaluated at x[r, b]
+    xs = np.tile(np.geomspace(1e9, 1e11, 20), (3, 1))
+    chained = bs.predict_rows(rows, x=xs)
+    p = bs.param_array[0, 5]
+    assert chained[1, 5] == pytest.approx(p[0] + p[1] * xs[1, 5] ** p[2], rel=1e-12)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -34,21 +33,25 @@ OLMO_TASKS = ("mmlu_avg_test_5shot", "hellaswag_val_5shot", "piqa_val_5shot", "s
               "openbookqa_test_5shot", "arc_easy_test_5shot", "arc_challenge_test_5shot")
 
 
-def _boot_rows(bs: jaxscale.BootstrapResult, rows: pd.DataFrame, inputs: np.ndarray | None = None) -> np.ndarray:
-    """``[R, B]`` bootstrap predictions of the mean curve at each row (its task, its x)."""
-    fit = bs.fit
-    tid = fit.data.task_index(rows)
-    x = rows[list(fit.data.x_names)].to_numpy(float) if inputs is None else np.asarray(inputs, float)
-    th = bs.param_array[np.maximum(tid, 0)]  # [R, B, n]
-    p = {n: jnp.asarray(th[..., i]) for i, n in enumerate(fit.law.param_names)}
-    xa = x[:, None, 0] if fit.law.n_inputs == 1 and x.ndim == 2 else (x[:, None] if x.ndim == 1 else x[:, None, :])
-    out = np.asarray(fit.law(p, jnp.asarray(xa)))
-    return np.where((tid >= 0)[:, None], out, np.nan)
-
-
 def _q(draws: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = (1 - level) / 2, (1 + level) / 2
     return np.nanquantile(draws, lo, axis=-1), np.nanquantile(draws, hi, axis=-1)
+
+
+def _interval_table(targets: pd.DataFrame, keys: Sequence[str], quantities) -> pd.DataFrame:
+    """One row per (target, quantity): the truth and each method's 90 % interval and median.
+
+    `quantities` is a sequence of (name, truth, {method: draws [R, D]}).
+    """
+    out = []
+    for name, truth, draws in quantities:
+        o = targets[list(keys)].copy()
+        o["quantity"], o["target"] = name, truth.to_numpy()
+        for m, d in draws.items():
+            o[f"{m}_lo"], o[f"{m}_hi"] = _q(d)
+            o[f"{m}_median"] = np.nanmedian(d, axis=-1)
+        out.append(o)
+    return pd.concat(out, ignore_index=True)
 
 
 def revisiting(law: str = "saturating_power_law", *, key: jax.Array, data_dir: Any = None, n_boot: int = 200,
@@ -67,7 +70,7 @@ def revisiting(law: str = "saturating_power_law", *, key: jax.Array, data_dir: A
     obs = post.predict(test, kind="observation", key=k2)
     mean = post.predict(test, kind="mean")
     bs = jaxscale.bootstrap(ls.data, lawo, n=n_boot, key=k3, fit=ls, loss="mse_log")
-    boot = _boot_rows(bs, test)
+    boot = bs.predict_rows(test)
     out = test[["domain", "task", "x", "y"]].copy()
     out["target"] = out["y"]
     for name, d in (("bayes_obs", obs), ("bayes_mean", mean), ("bootstrap", boot)):
@@ -109,21 +112,11 @@ def olmo(*, key: jax.Array, data_dir: Any = None, n_boot: int = 200, nuts: dict 
     b1 = jaxscale.bootstrap(ls1.data, ls1.law, n=n_boot, key=keys[4], fit=ls1, loss="huber_log",
                             loss_options={"delta": 1e-3})
     b2 = jaxscale.bootstrap(ls2.data, ls2.law, n=n_boot, key=keys[5], fit=ls2, loss="mse_log")
-    bpb_b = _boot_rows(b1, targets)  # [R, B]
-    t2 = ls2.data.task_index(targets)
-    th2 = b2.param_array[np.maximum(t2, 0)]  # [R, B, 4]
-    acc_b = np.asarray(ls2.law({n: jnp.asarray(th2[..., i]) for i, n in enumerate(ls2.law.param_names)},
-                               jnp.asarray(bpb_b)))
-    out = []
-    for name, truth, draws in (("bpb", targets.bpb, {"bayes_obs": bpb_obs, "bayes_mean": bpb_mean, "bootstrap": bpb_b}),
-                               ("acc", targets.acc, {"bayes_obs": acc_obs, "bayes_mean": acc_mean, "bootstrap": acc_b})):
-        o = targets[["task", "size"]].copy()
-        o["quantity"], o["target"] = name, truth.to_numpy()
-        for m, d in draws.items():
-            o[f"{m}_lo"], o[f"{m}_hi"] = _q(d)
-            o[f"{m}_median"] = np.nanmedian(d, axis=-1)
-        out.append(o)
-    return pd.concat(out, ignore_index=True)
+    bpb_b = b1.predict_rows(targets)  # [R, B]
+    acc_b = b2.predict_rows(targets, x=bpb_b)  # each replicate's step 2 at its own step-1 draw
+    return _interval_table(targets, ["task", "size"], (
+        ("bpb", targets.bpb, {"bayes_obs": bpb_obs, "bayes_mean": bpb_mean, "bootstrap": bpb_b}),
+        ("acc", targets.acc, {"bayes_obs": acc_obs, "bayes_mean": acc_mean, "bootstrap": acc_b})))
 
 
 def gadre(*, key: jax.Array, data_dir: Any = None, n_boot: int = 200, nuts: dict | None = None) -> pd.DataFrame:
@@ -142,20 +135,11 @@ def gadre(*, key: jax.Array, data_dir: Any = None, n_boot: int = 200, nuts: dict
     _, (l_mean, e_mean) = chain_draws([p1, p2], q, key=keys[3], kind="mean")
     b1 = jaxscale.bootstrap(ls1.data, ls1.law, n=n_boot, key=keys[4], fit=ls1, loss="mse_log")
     b2 = jaxscale.bootstrap(ls2.data, ls2.law, n=n_boot, key=keys[5], fit=ls2, loss="mse_log")
-    l_b = _boot_rows(b1, targets)
-    t2 = ls2.data.task_index(targets)
-    th2 = b2.param_array[np.maximum(t2, 0)]
-    e_b = np.asarray(ls2.law({n: jnp.asarray(th2[..., i]) for i, n in enumerate(ls2.law.param_names)}, jnp.asarray(l_b)))
-    out = []
-    for name, truth, draws in (("loss", targets.loss_c4_val, {"bayes_obs": l_obs, "bayes_mean": l_mean, "bootstrap": l_b}),
-                               ("error", targets.err_avg17, {"bayes_obs": e_obs, "bayes_mean": e_mean, "bootstrap": e_b})):
-        o = targets[["dataset", "size"]].copy()
-        o["quantity"], o["target"] = name, truth.to_numpy()
-        for m, d in draws.items():
-            o[f"{m}_lo"], o[f"{m}_hi"] = _q(d)
-            o[f"{m}_median"] = np.nanmedian(d, axis=-1)
-        out.append(o)
-    return pd.concat(out, ignore_index=True)
+    l_b = b1.predict_rows(targets)
+    e_b = b2.predict_rows(targets, x=l_b)
+    return _interval_table(targets, ["dataset", "size"], (
+        ("loss", targets.loss_c4_val, {"bayes_obs": l_obs, "bayes_mean": l_mean, "bootstrap": l_b}),
+        ("error", targets.err_avg17, {"bayes_obs": e_obs, "bayes_mean": e_mean, "bootstrap": e_b})))
 
 
 def summarise(rows: pd.DataFrame, by: Sequence[str] = (), methods: Sequence[str] = ("bayes_obs", "bayes_mean", "bootstrap")
