@@ -15,7 +15,7 @@ calibration-on-simulation figures, and the real-data backtests against the boots
 - ``backtest``: `jaxscale.bayes.backtest` on the 92 curves, the OLMo ladder and Gadre: coverage
   and width of the 90 % intervals, Bayes vs bootstrap.
 
-    python -m benchmarks.bayes_speed                 # svi + nuts + calibration
+    python -m benchmarks.bayes_speed                 # svi + nuts + calibration -> RESULTS.md section 8
     python -m benchmarks.bayes_speed backtest        # real-data tables
 """
 
@@ -119,34 +119,91 @@ def backtests(n_boot: int = 200) -> dict[str, pd.DataFrame]:
             "olmo": BT.summarise(ol, ["quantity", "size"]), "gadre": BT.summarise(ga, ["quantity", "size"])}
 
 
+TITLE = "8. Bayesian inference: SVI over 1,000 BNSL tasks, NUTS over 200 M2 tasks"
+
+
+def _speed_rows(r: dict) -> list[str]:
+    kind = "SVI (`fit_svi`, guide mvn)" if r["kind"] == "svi" else "NUTS (`fit_nuts`, vectorised chains)"
+    total = r["loop_total_s"]
+    return [f"| {kind} | {r['law']} | {r['tasks']:,} | {r['first_s']:.1f} | {r['steady_s']:.1f} | "
+            f"{r['loop_per_task_s']:.2f} | {total:.0f} | {total / r['first_s']:.1f}x | {total / r['steady_s']:.1f}x | "
+            f"{C.check(r['first_s'] < 60)} |"]
+
+
+def _quality(r: dict) -> str:
+    if r["kind"] == "svi":
+        return (f"SVI: Pareto k-hat median {r['pareto_k_median']:.2f}, k-hat <= 0.7 on "
+                f"{100 * r['pareto_k_le_0.7']:.1f} % of tasks; {r['flagged']} of {r['tasks']} tasks flagged "
+                "(k-hat > 0.7: the Gaussian guide is a poor proposal there; use NUTS for those tasks).")
+    return (f"NUTS: r-hat <= 1.05 on {100 * r['r_hat_le_1.05']:.1f} % of tasks, median ESS "
+            f"{r['ess_median']:.0f}, {r['divergent_tasks']} task(s) with divergences, {r['flagged']} flagged.")
+
+
+def section(results: list[dict], calib: pd.DataFrame | None, n_loop: int) -> str:
+    body = [f"Command: `{C.command_line()}`.", "", f"Machine: {C.machine_line()}.", "",
+            "| method | law | tasks | first call (s) | steady (s) | loop (s/task) | loop total (s) | "
+            "ratio vs first | ratio vs steady | < 60 s incl. compile |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        body += _speed_rows(r)
+    body += ["", f"The loop fits each task alone with the same call on a one-task Dataset ({n_loop} tasks after "
+             "one warm-up call, so it reuses compiled code; time extrapolated linearly to all tasks).",
+             "Settings: " + "; ".join(f"{r['kind']} {r['settings']}" for r in results) + ".", ""]
+    body += [_quality(r) for r in results]
+    if calib is not None:
+        body += ["", "Calibration on simulation (`bayes.calibration_study`: M2, parameters drawn from the priors, "
+                 "fitted with the same priors on 8 points up to x = 1e3, 4 held-out points from 3e3 to 1e5): "
+                 "coverage of the central intervals of a new observation and of the mean curve.", "",
+                 "| method | kind | 50 % | 80 % | 95 % | within 5 points |", "|---|---|---:|---:|---:|---|"]
+        for (method, kind), g in calib.groupby(["method", "kind"], sort=False):
+            cov = g.set_index("level")["coverage"]
+            ok = all(abs(cov[lv] - lv) <= 0.05 for lv in cov.index)
+            body.append(f"| {method} | {kind} | " + " | ".join(f"{100 * cov[lv]:.1f} %" for lv in sorted(cov.index))
+                        + f" | {C.check(ok)} |")
+    return "\n".join(body)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", nargs="*", default=["svi", "nuts", "calibration"],
-                    choices=["svi", "nuts", "calibration", "backtest"])
+    ap.add_argument("what", nargs="*", help="parts to run: svi, nuts, calibration, backtest "
+                                             "(default: svi nuts calibration)")
     ap.add_argument("--svi-tasks", type=int, default=1000)
     ap.add_argument("--nuts-tasks", type=int, default=200)
     ap.add_argument("--loop-tasks", type=int, default=3)
     ap.add_argument("--calibration-tasks", type=int, default=500)
     ap.add_argument("--boot", type=int, default=200)
+    ap.add_argument("--results", default=str(C.RESULTS), help="results file")
+    ap.add_argument("--no-write", action="store_true", help="print, do not write the results file")
     args = ap.parse_args(argv)
+    bad = set(args.what) - {"svi", "nuts", "calibration", "backtest"}
+    if bad:
+        ap.error(f"unknown part(s) {sorted(bad)}")
     pd.set_option("display.width", 200)
-    for what in args.what:
+    results, calib = [], None
+    for what in args.what or ["svi", "nuts", "calibration"]:
         if what in ("svi", "nuts"):
             r = bench(what, args.svi_tasks if what == "svi" else args.nuts_tasks, args.loop_tasks)
-            print(f"## {what}: {r['tasks']} {r['law']} tasks ({r['settings']})")
-            print(f"first call {r['first_s']:.1f} s, steady {r['steady_s']:.1f} s; loop of one-task calls "
-                  f"{r['loop_per_task_s']:.2f} s/task -> {r['loop_total_s']:.0f} s for all "
-                  f"(ratio {r['loop_total_s'] / r['first_s']:.1f}x first call, {r['loop_total_s'] / r['steady_s']:.1f}x steady)")
-            print({k: v for k, v in r.items() if k not in ("settings",)})
+            results.append(r)
+            print(f"## {what}: {r['tasks']} {r['law']} tasks: first {r['first_s']:.1f} s, steady {r['steady_s']:.1f} s, "
+                  f"loop {r['loop_total_s']:.0f} s", flush=True)
         elif what == "calibration":
+            calib = calibration(args.calibration_tasks)
             print("## calibration on simulation (M2)")
-            print(calibration(args.calibration_tasks).to_string(index=False))
+            print(calib.to_string(index=False), flush=True)
         else:
             out = backtests(args.boot)
             for k in ("revisiting", "olmo", "gadre"):
                 print(f"## {k}")
                 print(out[k].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         sys.stdout.flush()
+    full = args.svi_tasks == 1000 and args.nuts_tasks == 200 and args.calibration_tasks == 500
+    if results:
+        text = section(results, calib, args.loop_tasks)
+        if not full:
+            text = "SMALL-SCALE run; not the benchmark's figures.\n\n" + text
+        print(f"\n## {TITLE}\n\n{text}")
+        if not args.no_write:
+            print(f"[written to {C.write_section(TITLE, text, args.results)}]")
     return 0
 
 

@@ -183,6 +183,18 @@ def test_calibration_on_simulation():
     assert np.all(np.diff(obs["log_width"]) > 0)
 
 
+def test_calibration_on_simulation_svi():
+    """The same study with SVI (1,000 draws per task importance-resampled from a widened Student-t
+    proposal), 300 tasks: 50/80/95 % observation and mean-curve intervals within +-5 points."""
+    out = bayes.calibration_study(M2, M2_PRIORS, x_fit=X_FIT, x_test=X_TEST, n_tasks=300, key=jax.random.PRNGKey(0),
+                                  method="svi", num_steps=500)
+    tab = out["table"]
+    print(tab.to_string())
+    assert (tab["n"] == 1200).all()
+    np.testing.assert_allclose(tab["coverage"], tab["level"], atol=0.05)
+    assert out["posterior"].diagnostics["flag"].mean() < 0.1
+
+
 # --------------------------------------------------------------------------- forecasts
 def test_forecast_table(m2_nuts):
     post = m2_nuts

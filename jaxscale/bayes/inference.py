@@ -50,6 +50,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_value
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import potential_energy
+from scipy.special import gammaln
 
 from jaxscale.data import DataError, Dataset
 from jaxscale.fitting import fit as ls_fit
@@ -64,7 +65,12 @@ DEFAULT_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 RHAT_MAX = 1.05
 ESS_MIN = 100.0
 KHAT_MAX = 0.7
-PROPOSAL_INFLATE = 1.5
+PROPOSAL_INFLATE = 2.0
+#: Degrees of freedom of the multivariate Student-t importance proposal of `fit_svi` (heavier
+#: tails than the Gaussian guide keep the importance weights bounded, so fewer tasks are flagged).
+PROPOSAL_DF = 5.0
+#: Proposal draws per kept draw in `fit_svi`'s importance resampling.
+PROPOSAL_OVERSAMPLE = 4
 
 
 # =========================================================================== problem set-up
@@ -540,9 +546,10 @@ def fit_svi(data: Dataset | pd.DataFrame, law: Law | str, *, key: jax.Array, x=N
       num_samples: posterior draws per task.
       newton_iter: damped-Newton iterations of the per-task MAP that initialises the guide.
       resample: importance-resample each task's draws by p/q where the Pareto k-hat is <= 0.7
-        (per-task guides only), which corrects the Gaussian's shape; the draws are proposed from the
-        guide widened by `PROPOSAL_INFLATE` (1.5) so that the resampled tails are not the
-        guide's too-narrow ones. Flagged tasks (k-hat > 0.7) keep the widened proposal's draws.
+        (per-task guides only), which corrects the Gaussian's shape: `PROPOSAL_OVERSAMPLE` (4) x
+        `num_samples` proposals from a multivariate Student-t (`PROPOSAL_DF` = 5) centred on the
+        guide with its scale widened by `PROPOSAL_INFLATE` (2), so that the resampled tails are not
+        the guide's too-narrow ones. Flagged tasks (k-hat > 0.7) keep the proposal's draws.
     """
     t0 = time.perf_counter()
     prob = prepare(data, law, x=x, y=y, by=by, weight=weight, priors=priors, likelihood=likelihood, df=df,
@@ -611,24 +618,33 @@ def fit_svi(data: Dataset | pd.DataFrame, law: Law | str, *, key: jax.Array, x=N
     else:
         raise ValueError(f"guide must be 'mvn', 'normal', 'lowrank' or a numpyro guide, got {guide!r}")
     # per-task draws from the Gaussian on the unconstrained scale, importance diagnostics
-    eps = np.asarray(jax.random.normal(k_draw, (ti, num_samples, d)))
+    k_eps, k_chi = jax.random.split(k_draw)
+    n_prop = num_samples * (PROPOSAL_OVERSAMPLE if resample else 1)
+    eps = np.asarray(jax.random.normal(k_eps, (ti, n_prop, d)))
     prop = tril * (PROPOSAL_INFLATE if resample else 1.0)  # wider proposal: the resampling restores the tails
+    nu = PROPOSAL_DF if resample else None
+    if nu is not None:  # multivariate Student-t: Gaussian draws scaled by sqrt(nu / chi2_nu)
+        chi2 = 2.0 * np.asarray(jax.random.gamma(k_chi, nu / 2, (ti, n_prop, 1)))
+        eps = eps * np.sqrt(nu / chi2)
     zs = loc[:, None, :] + np.einsum("tij,tsj->tsi", prop, eps)
-    logq = _mvn_logpdf(zs, loc, prop)
+    logq = _proposal_logpdf(zs, loc, prop, nu)
     pot = jax.jit(jax.vmap(jax.vmap(potential, in_axes=(0,) + (None,) * 5), in_axes=(0,) + in_axes))
     u_val = np.asarray(pot(jnp.asarray(zs), *args))
     logw = -u_val - logq
     khat, iess = psis_khat(logw), importance_ess(logw)
     if resample:
-        # sampling-importance-resampling where the importance weights are reliable (k-hat <= 0.7):
-        # corrects the Gaussian's shape (VI is typically too narrow) at the cost of repeated draws
+        # sampling-importance-resampling of num_samples out of n_prop proposals where the importance
+        # weights are reliable (k-hat <= 0.7): corrects the Gaussian's shape (VI is typically too
+        # narrow); flagged tasks keep their first num_samples proposal draws
         w = np.exp(logw - np.nanmax(logw, axis=1, keepdims=True))
         w = np.where(np.isfinite(w), w, 0.0)
         uni = np.asarray(jax.random.uniform(jax.random.fold_in(k_draw, 1), (ti, num_samples)))
+        picked = zs[:, :num_samples].copy()
         for i in np.nonzero((khat <= KHAT_MAX) & (w.sum(1) > 0))[0]:
             cdf = np.cumsum(w[i])
-            pick = np.minimum(np.searchsorted(cdf, uni[i] * cdf[-1], side="right"), num_samples - 1)
-            zs[i] = zs[i, pick]
+            pick = np.minimum(np.searchsorted(cdf, uni[i] * cdf[-1], side="right"), n_prop - 1)
+            picked[i] = zs[i, pick]
+        zs = picked
     cons = jax.jit(jax.vmap(constrain, in_axes=(0, in_axes[4])))(jnp.asarray(zs)[:, None], args[4])
     draws = {k: np.asarray(v) for k, v in cons.items()}  # [Ti, 1, S]
     diag = _svi_diagnostics(khat, iess)
@@ -653,14 +669,18 @@ def _constrained_init(prob: Problem, z: np.ndarray) -> dict:
     return out
 
 
-def _mvn_logpdf(z: np.ndarray, loc: np.ndarray, tril: np.ndarray) -> np.ndarray:
-    """log N(z | loc, L L^T) for z [T, S, d]."""
+def _proposal_logpdf(z: np.ndarray, loc: np.ndarray, tril: np.ndarray, nu: float | None) -> np.ndarray:
+    """log density at z [T, S, d] of N(loc, L L^T) (``nu=None``) or the multivariate Student-t."""
     diff = z - loc[:, None, :]
     sol = np.stack([np.linalg.solve(tril[t], diff[t].T).T for t in range(len(tril))]) if len(tril) < 64 else \
         np.asarray(jax.vmap(lambda l_, d_: jax.scipy.linalg.solve_triangular(l_, d_.T, lower=True).T)(tril, diff))
     d = z.shape[-1]
-    logdet = np.log(np.abs(np.diagonal(tril, axis1=1, axis2=2))).sum(-1)
-    return -0.5 * (sol ** 2).sum(-1) - logdet[:, None] - 0.5 * d * np.log(2 * np.pi)
+    logdet = np.log(np.abs(np.diagonal(tril, axis1=1, axis2=2))).sum(-1)[:, None]
+    maha = (sol ** 2).sum(-1)
+    if nu is None:
+        return -0.5 * maha - logdet - 0.5 * d * np.log(2 * np.pi)
+    return (gammaln((nu + d) / 2) - gammaln(nu / 2) - 0.5 * d * np.log(nu * np.pi) - logdet
+            - 0.5 * (nu + d) * np.log1p(maha / nu))
 
 
 def importance_ess(logw: np.ndarray) -> np.ndarray:
