@@ -231,6 +231,21 @@ RUNNERS: dict[str, Callable[[Path], tuple[list[str], dict]]] = {
 }
 
 
+def _write(path: Path, lines: list[str]) -> None:
+    """Replace the preamble and the generated ``## `` sections of `path`, keeping the sections other
+    benchmarks write there (e.g. the Bayesian and NeuNeu ones)."""
+    text = "\n".join(lines)
+    first = text.find("\n## ")
+    preamble, body = (text, "") if first < 0 else (text[:first + 1], text[first + 1:])
+    old = path.read_text() if path.exists() else ""
+    old_first = old.find("\n## ")
+    kept = "" if old_first < 0 else old[old_first + 1:]
+    path.write_text(preamble.rstrip("\n") + "\n\n" + kept if kept else preamble)
+    for chunk in ("\n" + body).split("\n## ")[1:]:
+        title, _, section = chunk.partition("\n")
+        C.write_section(title, section, path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
@@ -248,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
         lines += section
     lines += [f"Total wall time {time.perf_counter() - t0:.0f} s.", ""]
-    args.out.write_text("\n".join(lines))
+    _write(args.out, lines)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -287,10 +287,15 @@ def _silence_stdout() -> None:
 DELEGATED_HELP = {
     "allocate": "compute-optimal N, D for a FLOP budget from a Chinchilla fit (see `jaxscale allocate --help`)",
     "frontier": "capability boundaries: high-quantile score vs log10 FLOPs (see `jaxscale frontier --help`)",
+    "neuneu": "NeuNeu: train, evaluate and apply the neural accuracy forecaster (see `jaxscale neuneu --help`)",
 }
 
 
 def _delegated(name: str) -> Callable[[Sequence[str]], int]:
+    if name == "neuneu":
+        from jaxscale.neuneu import cli as neuneu_cli
+
+        return neuneu_cli.main
     from jaxscale.prescribe import cli as prescribe_cli
 
     return {"allocate": prescribe_cli.allocate_main, "frontier": prescribe_cli.frontier_main}[name]
