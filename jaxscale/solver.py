@@ -5,14 +5,15 @@ holds one code per task (as optimistix does) instead of raising for a bad lane.
 
 Polishing is Levenberg-Marquardt: Gauss-Newton steps on the residuals for least-squares losses,
 exact-Hessian Newton steps otherwise (the small parameter counts of scaling laws make both
-cheap), with Nielsen's gain-ratio damping update and MINPACK-style scaling, run for a bounded
-number of iterations; each lane carries its own convergence flag and stops updating once
-converged. The starts kept for polishing are the best screened ones that are mutually distinct
-(`diverse_top_k`).
+cheap), with Nielsen's gain-ratio damping update and MINPACK-style scaling, both restarted every
+`restart_iter` iterations, run for a bounded number of iterations; each lane (task, start)
+carries its own convergence flag and stops updating once converged. The starts kept for
+polishing are the best screened ones that are mutually distinct (`diverse_top_k`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import enum
 from typing import Callable, NamedTuple
@@ -49,23 +50,24 @@ class SolverConfig(NamedTuple):
     Attributes:
       polish: starts kept per task after screening, then polished.
       max_iter: bound on damped-Newton iterations per start.
-      first_iter: iterations run from every kept start before the best one per task is chosen.
-      chunk_iter: iterations per round for the lanes still not converged after that.
+      first_iter: iterations every kept start runs before `prune` applies.
+      chunk_iter: iterations per pass over the lanes (task, start) not yet converged.
       ftol: relative decrease of the objective below which a step counts as converged.
       xtol: relative step size below which a step counts as converged.
       gtol: gradient infinity-norm below which a point counts as converged.
-      batch_size: tasks screened at once (bounds screening memory), and the lane count of each
-        continuation round.
-      max_tasks: tasks per compiled call; larger batches are solved in chunks of this size.
+      batch_size: tasks screened at once (bounds screening memory), and the lanes (task, start)
+        iterated per compiled call.
+      max_tasks: tasks per screening call; larger batches are screened in chunks of this size.
       min_distance: kept starts differ by at least this much in some unconstrained coordinate
         (0 keeps the plain best `polish`).
       prune: after `first_iter`, a start whose objective exceeds its task's best by more than this
         relative margin stops (inf: continue every start).
+      restart_iter: the damping and scaling of a start restart every this many iterations.
     """
 
     polish: int = 8
     max_iter: int = 1000
-    first_iter: int = 30
+    first_iter: int = 100
     chunk_iter: int = 30
     ftol: float = 1e-13
     xtol: float = 1e-10
@@ -74,6 +76,7 @@ class SolverConfig(NamedTuple):
     max_tasks: int = 32768
     min_distance: float = 2.0
     prune: float = 0.3
+    restart_iter: int = 400
 
 
 class Solution(NamedTuple):
@@ -140,10 +143,58 @@ def make_objective(law: Law, loss: Loss, penalty_fn: Callable[[Array], Array] | 
     return Objective(value, residuals if loss.least_squares else None, scale, penalty)
 
 
-def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
-    """Damped Newton from one start for at most `iters` iterations; per-lane convergence flag.
+_UNROLL_MAX = 10  # up to this many parameters the Cholesky solve is unrolled into elementwise ops
 
-    Returns (u, f, done, iterations used, gradient inf-norm).
+
+def _spd_solve(a: Array, b: Array) -> Array:
+    """Solve ``a x = b`` for a symmetric positive definite ``a [n, n]`` by Cholesky (NaN if not PD).
+
+    For the few parameters of a scaling law the factorisation is unrolled into scalar operations,
+    which vectorise across lanes (a batched LAPACK call costs several times more here).
+    """
+    n = a.shape[-1]
+    if n > _UNROLL_MAX:
+        return jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(a), True), b)
+    low = [[None] * n for _ in range(n)]
+    for j in range(n):
+        low[j][j] = jnp.sqrt(a[j, j] - sum(low[j][k] ** 2 for k in range(j)))
+        for i in range(j + 1, n):
+            low[i][j] = (a[i, j] - sum(low[i][k] * low[j][k] for k in range(j))) / low[j][j]
+    z = []
+    for i in range(n):  # forward substitution: low z = b
+        z.append((b[i] - sum(low[i][k] * z[k] for k in range(i))) / low[i][i])
+    x = [None] * n
+    for i in reversed(range(n)):  # back substitution: low^T x = z
+        x[i] = (z[i] - sum(low[k][i] * x[k] for k in range(i + 1, n))) / low[i][i]
+    return jnp.stack(x)
+
+
+class Lane(NamedTuple):
+    """Where one start's Levenberg-Marquardt run stands between passes (leading axis: lanes)."""
+
+    u: Array  # [n] unconstrained parameters
+    f: Array  # objective at u
+    done: Array  # converged
+    it: Array  # iterations used so far
+    gn: Array  # gradient inf-norm at u
+    lam: Array  # damping factor
+    nu: Array  # growth factor of lam after a rejected step
+    d: Array  # [n] scaling: the largest curvature seen since the last restart
+
+
+def fresh_lane(u0: Array, f0: Array) -> Lane:
+    """A lane about to start at `u0` (objective `f0`): nothing run yet, damping to be restarted."""
+    zero = jnp.zeros_like(f0)
+    return Lane(u0, f0, ~jnp.isfinite(f0), jnp.zeros(f0.shape, jnp.int32), jnp.full_like(f0, jnp.inf),
+                zero + 1e-3, zero + 2.0, jnp.zeros_like(u0))
+
+
+def _newton_lane(objective, lane: Lane, x, y, w, cfg: SolverConfig, budget):
+    """At most `budget` more damped-Newton iterations of one lane; per-lane convergence flag.
+
+    The damping (lam, nu) and the MINPACK scaling restart every `cfg.restart_iter` iterations
+    (counted over the lane's whole run), so a lane's path does not depend on how its iterations
+    are split into passes. Returns the updated `Lane`.
     """
     if objective.residuals is None:  # exact Hessian
         vg = jax.value_and_grad(objective.value)
@@ -169,18 +220,23 @@ def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
         f, g, h = derivatives(u)
         return f, jnp.where(jnp.isfinite(g), g, 0.0), jnp.where(jnp.isfinite(h), h, 0.0)
 
-    f0, g0, h0 = evaluate(u0)
+    f0, g0, h0 = evaluate(lane.u)
+    stop = lane.it + budget
 
     def cond(s):
-        return (s["it"] < iters) & ~s["done"]
+        return (s["it"] < stop) & ~s["done"]
 
     def body(s):
-        u, f, g, h, lam, nu = s["u"], s["f"], s["g"], s["h"], s["lam"], s["nu"]
-        # scaling as MINPACK: the largest curvature seen so far per parameter
-        d = jnp.maximum(s["d"], jnp.abs(jnp.diag(h)))
+        u, f, g, h = s["u"], s["f"], s["g"], s["h"]
+        # restart: a damping grown during a slow stretch (a walk towards a saturated transform,
+        # where the scaling's memory of early curvature freezes the step) is dropped
+        restart = s["it"] % cfg.restart_iter == 0
+        lam = jnp.where(restart, 1e-3, s["lam"])
+        nu = jnp.where(restart, 2.0, s["nu"])
+        # scaling as MINPACK: the largest curvature seen (since the last restart) per parameter
+        d = jnp.maximum(jnp.where(restart, 0.0, s["d"]), jnp.abs(jnp.diag(h)))
         d = jnp.maximum(d, 1e-10 * jnp.max(d) + 1e-300)
-        chol = jnp.linalg.cholesky(h + lam * jnp.diag(d))
-        step = -jax.scipy.linalg.cho_solve((chol, True), g)
+        step = -_spd_solve(h + lam * jnp.diag(d), g)
         ok = jnp.all(jnp.isfinite(step))
         step = jnp.where(ok, step, 0.0)
         u_new = u + step
@@ -205,10 +261,10 @@ def _newton_lane(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
             "done": conv | (lam > 1e16),  # no descent step left: a minimum to numerical precision
         }
 
-    init = {"u": u0, "f": f0, "g": g0, "h": h0, "lam": jnp.asarray(1e-3, u0.dtype), "nu": jnp.asarray(2.0, u0.dtype), "d": jnp.abs(jnp.diag(h0)),
-            "it": jnp.asarray(0), "done": ~jnp.isfinite(f0) | (jnp.max(jnp.abs(g0)) <= cfg.gtol)}
+    init = {"u": lane.u, "f": f0, "g": g0, "h": h0, "lam": lane.lam, "nu": lane.nu, "d": lane.d, "it": lane.it,
+            "done": lane.done | ~jnp.isfinite(f0) | (jnp.max(jnp.abs(g0)) <= cfg.gtol)}
     s = jax.lax.while_loop(cond, body, init)
-    return s["u"], s["f"], s["done"], s["it"], jnp.max(jnp.abs(s["g"]))
+    return Lane(s["u"], s["f"], s["done"], s["it"], jnp.max(jnp.abs(s["g"])), s["lam"], s["nu"], s["d"])
 
 
 def make_starts(law: Law, grid: Array | None = None):
@@ -259,36 +315,29 @@ def diverse_top_k(starts: Array, vals: Array, k: int, min_distance: float) -> Ar
     return chosen
 
 
-def polish(objective, u0, x, y, w, cfg: SolverConfig, iters: int):
-    """`iters` damped-Newton iterations from every start ``u0[T, k, n]`` (task data shared by its k starts).
-
-    Returns per-start (u, f, done, it, grad_norm), each with leading axes [T, k].
-    """
-    lane = lambda u, x1, y1, w1: _newton_lane(objective, u, x1, y1, w1, cfg, iters)  # noqa: E731
-    return jax.vmap(jax.vmap(lane, in_axes=(0, None, None, None)))(u0, x, y, w)
-
-
 def best_start(u, f, done, it, gn):
-    """Per task, the start with the lowest objective: arrays [T, k, ...] -> [T, ...]."""
-    best = jnp.argmin(jnp.where(jnp.isfinite(f), f, jnp.inf), axis=1)
-    take = lambda a: jnp.take_along_axis(a, best[:, None, *([None] * (a.ndim - 2))], axis=1)[:, 0]  # noqa: E731
-    return take(u), take(f), take(done), jnp.sum(it, axis=1), take(gn)
+    """Per task, the start with the lowest objective: arrays [T, k, ...] -> [T, ...] (`it` summed)."""
+    best = np.argmin(np.where(np.isfinite(f), f, np.inf), axis=1)
+    take = lambda a: np.take_along_axis(a, best[:, None, *([None] * (a.ndim - 2))], axis=1)[:, 0]  # noqa: E731
+    return take(u), take(f), take(done), np.sum(it, axis=1), take(gn)
 
 
 class Engine:
-    """Compiled screen + polish for one (law, loss, config), sharded over the task axis.
+    """Compiled screening + Levenberg-Marquardt lanes for one (law, loss, config), sharded over lanes.
 
-    `solve` screens every start, runs `cfg.first_iter` iterations from the `cfg.polish` best
-    starts per task, then continues only the lanes (task, start) that have not converged,
-    gathered into batches of one fixed size, `cfg.chunk_iter` iterations at a time until all
-    converge or reach `cfg.max_iter`; the best start per task wins. No lane can stall the batch,
-    and the continuation compiles once.
+    `solve` screens every start of every task, then treats each kept (task, start) pair as a lane
+    and runs passes of `cfg.chunk_iter` iterations on the lanes not yet converged and below
+    `cfg.max_iter`, until none is left; after `cfg.first_iter` iterations only lanes still
+    competitive with their task's best (`cfg.prune`) go on. The best start per task wins. Every
+    pass runs through one compiled function on fixed-size batches of `cfg.batch_size` lanes, so a
+    law compiles twice in all (the screening and the lane step), converged lanes stop costing work
+    at the next pass, and no lane can stall the rest.
 
     With several devices (all of `jax.devices()` by default, hosts included after
     `jax.distributed.initialize()`: every process then calls `fit` on the same data and gets the
-    gathered result), tasks are split over a 1-D `Mesh` with `jax.shard_map`;
-    every task's computation is local, so results do not depend on the device count. Batches
-    larger than `cfg.max_tasks` are solved in chunks of that size.
+    gathered result), tasks (screening) and lanes (iterations) are split over a 1-D `Mesh` with
+    `jax.shard_map`; every lane's computation is local, so results do not depend on the device
+    count. Screening handles at most `cfg.max_tasks` tasks per call.
     """
 
     def __init__(self, objective, starts_fn, cfg: SolverConfig, start_mode: str = "law", devices=None):
@@ -300,24 +349,39 @@ class Engine:
         if start_mode not in ("law", "shared", "task"):
             raise ValueError(f"start_mode must be 'law', 'shared' or 'task', got {start_mode!r}")
 
-        def phase_a(x, y, w, grid):
+        def screen_tasks(x, y, w, grid):
             fn = (lambda *_: grid) if start_mode == "shared" else starts_fn
-            u0, _ = screen(objective, fn, x, y, w, cfg, task_starts=grid if start_mode == "task" else None)
-            return polish(objective, u0, x, y, w, cfg, self._first)
+            return screen(objective, fn, x, y, w, cfg, task_starts=grid if start_mode == "task" else None)
 
-        def phase_b(u, x, y, w):
-            out = polish(objective, u[:, None], x, y, w, cfg, cfg.chunk_iter)
-            return jax.tree.map(lambda a: a[:, 0], out)
+        def advance(lanes, budget, x, y, w):
+            step = lambda lane, b, x1, y1, w1: _newton_lane(objective, lane, x1, y1, w1, cfg, b)  # noqa: E731
+            return jax.vmap(step)(lanes, budget, x, y, w)
 
         if self.n_devices > 1:
             mesh = Mesh(np.array(devices), ("tasks",))
             t, rep = PartitionSpec("tasks"), PartitionSpec()
             g = t if start_mode == "task" else rep
-            phase_a = jax.shard_map(phase_a, mesh=mesh, in_specs=(t, t, t, g), out_specs=t, check_vma=False)
-            phase_b = jax.shard_map(phase_b, mesh=mesh, in_specs=(t, t, t, t), out_specs=t, check_vma=False)
-        self._phase_a = jax.jit(phase_a)
+            screen_tasks = jax.shard_map(screen_tasks, mesh=mesh, in_specs=(t, t, t, g), out_specs=t, check_vma=False)
+            advance = jax.shard_map(advance, mesh=mesh, in_specs=(t, t, t, t, t), out_specs=t, check_vma=False)
+        self._screen = jax.jit(screen_tasks)
         self._task_starts = start_mode == "task"
-        self._phase_b = jax.jit(phase_b)
+        self._start_mode = start_mode
+        self._advance = jax.jit(advance)
+        self._starts_fn = starts_fn
+        self._compiled = {}  # (lane count, data shapes) -> future of the compiled lane step
+
+    def _advance_compiled(self, size: int, n: int, x, y, w) -> concurrent.futures.Future:
+        """The lane step for `size` lanes of `n` parameters, compiled in a background thread, so
+        that on a first call its compilation overlaps the screening's."""
+        key = (size, n, x.shape[1:], y.shape[1:], w.shape[1:], x.dtype, y.dtype, w.dtype)
+        if key not in self._compiled:
+            spec = lambda a, *shape: jax.ShapeDtypeStruct((size, *shape), a)  # noqa: E731
+            f = x.dtype
+            lanes = Lane(spec(f, n), spec(f), spec(bool), spec(np.int32), spec(f), spec(f), spec(f), spec(f, n))
+            args = (lanes, spec(np.int32), spec(x.dtype, *x.shape[1:]), spec(y.dtype, *y.shape[1:]),
+                    spec(w.dtype, *w.shape[1:]))
+            self._compiled[key] = _COMPILER.submit(lambda: self._advance.lower(*args).compile())
+        return self._compiled[key]
 
     def solve(self, x, y, w, grid=None) -> Solution:
         """Solve every task of padded arrays ``x[T, P, k]``, ``y[T, P]``, ``w[T, P]``.
@@ -325,9 +389,10 @@ class Engine:
         `grid` is the shared ``[S, n]`` or per-task ``[T, S, n]`` unconstrained starts, as the
         engine's `start_mode` says (unused for "law").
         """
+        cfg = self.cfg
         x, y, w = np.asarray(x), np.asarray(y), np.asarray(w)
         t = len(y)
-        chunk = _round_up(min(t, self.cfg.max_tasks), self.n_devices)
+        chunk = _round_up(min(t, cfg.max_tasks), self.n_devices)
         total = _round_up(t, chunk)
         grid = np.zeros((1, 1)) if grid is None else np.asarray(grid)
         if total != t:  # pad with weightless copies of task 0 (dropped below)
@@ -340,36 +405,45 @@ class Engine:
         def grid_part(i):
             return grid[i:i + chunk] if self._task_starts else grid
 
-        parts = [self._phase_a(x[i:i + chunk], y[i:i + chunk], w[i:i + chunk], grid_part(i))
+        n_starts, n = grid.shape[-2:] if self._start_mode != "law" else jax.eval_shape(
+            self._starts_fn, x[0], y[0], w[0]).shape
+        size = _round_up(min(total * min(cfg.polish, n_starts), cfg.batch_size), self.n_devices)
+        # one device: compile the lane step while screening runs (several: the plain jit's dispatch)
+        advance = self._advance_compiled(size, n, x, y, w) if self.n_devices == 1 else None
+        parts = [self._screen(x[i:i + chunk], y[i:i + chunk], w[i:i + chunk], grid_part(i))
                  for i in range(0, total, chunk)]
+        u0, f0 = (np.concatenate([_to_host(p[j]) for p in parts]) for j in range(2))
+        k = f0.shape[1]
         # lanes = (task, start) pairs, flattened
-        u, f, done, it, gn = (np.concatenate([_to_host(p[j]) for p in parts]) for j in range(5))
-        k = f.shape[1]
-        u, f, done, it, gn = u.reshape(total * k, -1), f.ravel(), done.ravel(), it.ravel(), gn.ravel()
+        lanes = Lane(*(np.array(a) for a in fresh_lane(u0.reshape(total * k, -1), f0.ravel())))
         task = np.repeat(np.arange(total), k)
-        last = np.full(done.shape, self._first)  # iterations used by each lane
-        size = _round_up(min(total, self.cfg.batch_size), self.n_devices)
-        while True:
+        advance = self._advance if advance is None else advance.result()
+        todo = np.arange(total * k)  # the first pass runs every lane (max_iter = 0 too: it evaluates)
+        while todo.size:
+            for start in range(0, todo.size, size):
+                sel = todo[start:start + size]
+                idx = np.concatenate([sel, np.full(size - sel.size, sel[0])])  # one lane count: one compilation
+                it = lanes.it[idx]
+                # passes of chunk_iter iterations, one ending at first_iter (where pruning starts)
+                budget = np.minimum(cfg.chunk_iter, cfg.max_iter - it)
+                budget = np.where(it < self._first, np.minimum(budget, self._first - it), budget).astype(np.int32)
+                ti = task[idx]
+                out = advance(Lane(*(a[idx] for a in lanes)), budget, x[ti], y[ti], w[ti])
+                for a, new in zip(lanes, out):
+                    a[sel] = _to_host(new)[:sel.size]
             # lanes well above their task's best so far are abandoned: they would rarely overtake it
-            best = np.min(np.where(np.isfinite(f), f, np.inf).reshape(total, k), axis=1)[task]
-            margin = self.cfg.prune * np.abs(best) if np.isfinite(self.cfg.prune) else np.inf
-            hopeful = f <= best + margin
-            todo = np.nonzero(~done & np.isfinite(f) & (last < self.cfg.max_iter) & hopeful)[0]
-            if todo.size == 0:
-                break
-            todo = todo[:size]  # one fixed lane count: a single compilation serves every round
-            idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-            ti = task[idx]
-            out = [_to_host(a) for a in self._phase_b(u[idx], x[ti], y[ti], w[ti])]
-            keep = slice(0, todo.size)
-            u[todo], f[todo], done[todo], gn[todo] = out[0][keep], out[1][keep], out[2][keep], out[4][keep]
-            it[todo] += out[3][keep]
-            last[todo] += self.cfg.chunk_iter
-        u, f, done, it, gn = (np.asarray(a) for a in best_start(
-            u.reshape(total, k, -1), f.reshape(total, k), done.reshape(total, k), it.reshape(total, k),
-            gn.reshape(total, k)))
+            f = np.where(np.isfinite(lanes.f), lanes.f, np.inf)
+            best = np.min(f.reshape(total, k), axis=1)[task]
+            margin = cfg.prune * np.abs(best) if np.isfinite(cfg.prune) else np.inf
+            hopeful = (lanes.it < self._first) | (f <= best + margin)
+            todo = np.nonzero(~lanes.done & np.isfinite(f) & (lanes.it < cfg.max_iter) & hopeful)[0]
+        u, f, done, it, gn = best_start(lanes.u.reshape(total, k, -1), *(a.reshape(total, k) for a in
+                                        (lanes.f, lanes.done, lanes.it, lanes.gn)))
         result = np.where(~np.isfinite(f), Status.NONFINITE, np.where(done, Status.CONVERGED, Status.MAX_ITER))
         return Solution(u=u[:t], value=f[:t], result=result[:t], n_iter=it[:t], grad_norm=gn[:t])
+
+
+_COMPILER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxscale-compile")
 
 
 def _to_host(a) -> np.ndarray:

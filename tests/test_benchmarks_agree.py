@@ -76,6 +76,19 @@ def test_bnsl_log_jacobian_matches_autodiff():
             np.testing.assert_allclose(r, ref, rtol=1e-12, atol=1e-12)
 
 
+def test_bnsl_domain_coordinates():
+    prob = bnsl_tasks.generate(3, seed=2)
+    s = prob["u_true"]
+    np.testing.assert_allclose(bnsl_tasks.from_domain(bnsl_tasks.to_domain(s)), s, rtol=1e-12, atol=1e-12)
+    lx, ly = np.log(prob["x"][0]), np.log(prob["y"][0])
+    v = bnsl_tasks.to_domain(s[0])
+    np.testing.assert_allclose(bnsl_tasks.domain_residuals(v, lx, ly), bnsl_tasks.log_residuals(s[0], lx, ly))
+    eps = 1e-6
+    fd = np.stack([(bnsl_tasks.domain_residuals(v + eps * e, lx, ly) - bnsl_tasks.domain_residuals(v - eps * e, lx, ly))
+                   / (2 * eps) for e in np.eye(6)], axis=1)
+    np.testing.assert_allclose(bnsl_tasks.domain_jacobian(v, lx, ly), fd, rtol=1e-6, atol=1e-8)
+
+
 def test_bnsl_tasks_same_optimum():
     n = 20
     prob = bnsl_tasks.generate(n, seed=0)
