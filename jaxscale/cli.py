@@ -301,21 +301,11 @@ def _delegated(name: str) -> Callable[[Sequence[str]], int]:
     return {"allocate": prescribe_cli.allocate_main, "frontier": prescribe_cli.frontier_main}[name]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with `argv` (default ``sys.argv[1:]``); return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DELEGATED_HELP:
-        return _delegated(argv[0])(argv[1:])
-    parser = build_parser()
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand: its exit code; bad input (`USER_ERRORS`) prints ``error: ...`` and gives 2,
+    anything else gives 1 (``--traceback`` prints the traceback); a closed pipe ends quietly."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, --version, usage errors
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return args.func(args)
+        return func(args)
     except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
         _silence_stdout()
         return 0
@@ -331,6 +321,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unexpected {type(e).__name__}: {e} (rerun with --traceback for details)", file=sys.stderr)
         return 1
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with `argv` (default ``sys.argv[1:]``); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED_HELP:
+        return _delegated(argv[0])(argv[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return run_command(args.func, args)
 
 if __name__ == "__main__":
     sys.exit(main())

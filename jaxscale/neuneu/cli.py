@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 
-from jaxscale.cli import USER_ERRORS, read_table
+from jaxscale.cli import read_table, run_command
 
 __all__ = ["main", "build_parser"]
 
@@ -311,18 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             print(f"error: unknown baseline(s) {unknown}; choose from {list(BASELINES)}", file=sys.stderr)
             return 2
-    try:
-        return args.func(args)
-    except USER_ERRORS as e:
-        if args.traceback:
-            traceback.print_exc()
-        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - last resort: report, exit 1
-        if args.traceback:
-            traceback.print_exc()
-        print(f"error: unexpected {type(e).__name__}: {e} (rerun with --traceback for details)", file=sys.stderr)
-        return 1
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +23,7 @@ import pandas as pd
 
 import jaxscale
 from jaxscale import datasets
-from jaxscale.cli import USER_ERRORS, read_table
+from jaxscale.cli import read_table, run_command
 
 __all__ = ["allocate_main", "frontier_main", "allocate_parser", "frontier_parser"]
 
@@ -51,18 +50,7 @@ def _run(parser: argparse.ArgumentParser, func: Callable[[argparse.Namespace], i
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help or a usage error
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    try:
-        return func(args)
-    except USER_ERRORS as e:
-        if args.traceback:
-            traceback.print_exc()
-        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - last resort: report, exit 1
-        if args.traceback:
-            traceback.print_exc()
-        print(f"error: unexpected {type(e).__name__}: {e} (rerun with --traceback for details)", file=sys.stderr)
-        return 1
+    return run_command(func, args)
 
 
 def _show(frame: pd.DataFrame) -> None:
