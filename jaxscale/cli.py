@@ -39,15 +39,15 @@ IMPLICIT_TASK = "all"
 
 
 # --------------------------------------------------------------------------- helpers
-def _columns(text: str) -> list[str]:
-    """Parse a comma-separated column list (argparse type)."""
-    cols = [c.strip() for c in text.split(",") if c.strip()]
-    if not cols:
-        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
-    return cols
+def comma_names(text: str) -> list[str]:
+    """Parse a comma-separated list of names (columns, tasks, runs; an argparse type)."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
 
 
-def _int_at_least(lo: int) -> Callable[[str], int]:
+def int_at_least(lo: int) -> Callable[[str], int]:
     """An argparse type: an integer >= `lo`."""
 
     def parse(text: str) -> int:
@@ -239,16 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
             epilog="example: jaxscale fit runs.csv --law chinchilla --x N,D --y loss --loss huber_log --out fits/")
     f.add_argument("data", metavar="DATA", help="CSV, TSV or Parquet file, one row per observation")
     f.add_argument("--law", required=True, help=f"law name, one of: {', '.join(laws.available())}")
-    f.add_argument("--x", required=True, type=_columns, metavar="COLS",
+    f.add_argument("--x", required=True, type=comma_names, metavar="COLS",
                    help="covariate column(s), comma-separated, in the order the law takes them")
     f.add_argument("--y", required=True, metavar="COL", help="target column")
-    f.add_argument("--by", type=_columns, metavar="COLS", help="task column(s), comma-separated (default: one task)")
+    f.add_argument("--by", type=comma_names, metavar="COLS", help="task column(s), comma-separated (default: one task)")
     f.add_argument("--weight", metavar="COL", help="non-negative point-weight column")
     f.add_argument("--loss", choices=LOSSES, default=_FIT_DEFAULTS["loss"], help="fitting loss (default: %(default)s)")
     f.add_argument("--delta", type=float, metavar="F", help="Huber delta for --loss huber_log (default 1e-3)")
-    f.add_argument("--polish", type=_int_at_least(1), default=_FIT_DEFAULTS["polish"], metavar="K",
+    f.add_argument("--polish", type=int_at_least(1), default=_FIT_DEFAULTS["polish"], metavar="K",
                    help="best starts polished per task (default: %(default)s)")
-    f.add_argument("--max-iter", type=_int_at_least(0), default=_FIT_DEFAULTS["max_iter"], metavar="N",
+    f.add_argument("--max-iter", type=int_at_least(0), default=_FIT_DEFAULTS["max_iter"], metavar="N",
                    help="Newton iterations per start (default: %(default)s)")
     f.add_argument("--on-invalid", choices=("raise", "report"), default=_FIT_DEFAULTS["on_invalid"],
                    help="on a task that cannot be fitted: fail, or fit the rest and report it (default: %(default)s)")

@@ -4,7 +4,6 @@ a 2-core CPU."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jax
@@ -277,21 +276,6 @@ def test_plot_forecast(m2_nuts):
     assert ax2 is not None
 
 
-def test_notebook_runs(data_dir):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = REPO / "notebooks" / "bayesian_forecast.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    env = {"JAXSCALE_NB_SMALL": "1", "JAXSCALE_DATA": str(data_dir)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+def test_notebook_runs(run_notebook):
+    outputs = run_notebook("bayesian_forecast.ipynb", REPO)
     assert "coverage" in outputs

@@ -252,20 +252,10 @@ def test_plots_draw(tmp_path):
 
 
 # --------------------------------------------------------------------------- the notebook
-def test_backtest_notebook_runs(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    nb = nbformat.read(REPO / "notebooks" / "backtest.ipynb", as_version=4)
-    monkeypatch.setenv("JAXSCALE_NOTEBOOK_SMALL", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+def test_backtest_notebook_runs(tmp_path, monkeypatch, run_notebook):
     for var in ("JAXSCALE_BACKTEST_CSV", "JAXSCALE_BACKTEST_X", "JAXSCALE_BACKTEST_Y", "JAXSCALE_BACKTEST_BY"):
         monkeypatch.delenv(var, raising=False)
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text = run_notebook("backtest.ipynb", tmp_path)
     # the kernel is this interpreter ("python" in the kernel spec resolves to sys.executable)
     assert f"python {sys.executable}" in text
     scores = pd.read_csv(tmp_path / "backtest_scores.csv")

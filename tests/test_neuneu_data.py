@@ -404,16 +404,8 @@ def test_cli_round_trip(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- notebook
-def test_neuneu_notebook_runs(tmp_path, monkeypatch, data_dir):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(REPO / "notebooks" / "neuneu.ipynb", as_version=4)
-    monkeypatch.setenv("JAXSCALE_NOTEBOOK_SMALL", "1")
-    monkeypatch.setenv("JAXSCALE_DATA", str(data_dir))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
+def test_neuneu_notebook_runs(tmp_path, run_notebook):
+    run_notebook("neuneu.ipynb", tmp_path)
     summary = pd.read_csv(tmp_path / "neuneu_summary.csv")
     assert set(summary.method) >= {"neuneu", "logistic", "last_value"}
     assert summary.mae.notna().all() and (summary.mae < 0.2).all()

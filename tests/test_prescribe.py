@@ -9,7 +9,6 @@ N_opt / D_opt at C = 1e24 with bootstrap intervals.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -365,23 +364,6 @@ def test_cli_frontier(tmp_path, capsys):
 
 
 # =========================================================================== notebook
-def test_notebook_runs(data_dir):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(REPO / "notebooks" / "prescriptive.ipynb", as_version=4)
-    env = {"JAXSCALE_NOTEBOOK_SMALL": "1", "JAXSCALE_DATA": str(data_dir)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                         resources={"metadata": {"path": str(REPO / "notebooks")}})
-        client.execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    text = "\n".join(o.get("text", "") or str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+def test_notebook_runs(run_notebook):
+    text = run_notebook("prescriptive.ipynb", REPO / "notebooks")
     assert "small run" in text and "Approach 2: N_opt ~ C^0.471" in text and "calls per stage: 1" in text

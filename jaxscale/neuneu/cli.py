@@ -28,26 +28,9 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from jaxscale.cli import read_table, run_command
+from jaxscale.cli import comma_names, int_at_least, read_table, run_command
 
 __all__ = ["main", "build_parser"]
-
-
-def _names(text: str) -> list[str]:
-    vals = [v.strip() for v in text.split(",") if v.strip()]
-    if not vals:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return vals
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def _fraction(text: str) -> float:
@@ -249,13 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tokens/FLOPs column of a table, or 'none' (checkpoint order; default: %(default)s)")
         p.add_argument("--x-unit", default="tokens", choices=("tokens", "flops", "x"), help="unit of --x")
         p.add_argument("--y", default="acc", metavar="COL", help="accuracy column of a table (default: %(default)s)")
-        p.add_argument("--features", type=_names, default=None, metavar="COLS",
+        p.add_argument("--features", type=comma_names, default=None, metavar="COLS",
                        help="loss-feature columns ('none' for none; olmo default: bpb,log_avg_loss)")
         p.add_argument("--split", default="runs", choices=("runs", "xc", "tasks", "none"),
                        help="what is held out (default: %(default)s)")
-        p.add_argument("--test-runs", type=_names, default=None, metavar="IDS", help="held-out runs")
-        p.add_argument("--test-tasks", type=_names, default=None, metavar="IDS", help="held-out tasks (a table)")
-        p.add_argument("--test-groups", type=_names, default=None, metavar="NAMES",
+        p.add_argument("--test-runs", type=comma_names, default=None, metavar="IDS", help="held-out runs")
+        p.add_argument("--test-tasks", type=comma_names, default=None, metavar="IDS", help="held-out tasks (a table)")
+        p.add_argument("--test-groups", type=comma_names, default=None, metavar="NAMES",
                        help="held-out OLMo benchmarks (default arc_challenge,hellaswag,piqa)")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
@@ -267,10 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(t)
     t.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     t.add_argument("--config", default="small", help="named model config (default: %(default)s)")
-    t.add_argument("--steps", type=_positive_int, default=800, help="training steps (default: %(default)s)")
-    t.add_argument("--batch-size", type=_positive_int, default=64, help="rows per step (default: %(default)s)")
+    t.add_argument("--steps", type=int_at_least(1), default=800, help="training steps (default: %(default)s)")
+    t.add_argument("--batch-size", type=int_at_least(1), default=64, help="rows per step (default: %(default)s)")
     t.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (default: %(default)s)")
-    t.add_argument("--context-length", type=_positive_int, default=32, help="context bucket (default: %(default)s)")
+    t.add_argument("--context-length", type=int_at_least(1), default=32, help="context bucket (default: %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="seed of the sampler and model (default: %(default)s)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--logistic-prior", action="store_true",
@@ -280,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = add("eval", cmd_eval, "score a saved model on the test part against the baselines")
     e.add_argument("model", metavar="MODEL", help="directory written by `jaxscale neuneu train`")
     data_options(e)
-    e.add_argument("--baselines", type=_names, default=["logistic", "context_law", "last_value"], metavar="NAMES",
+    e.add_argument("--baselines", type=comma_names, default=["logistic", "context_law", "last_value"], metavar="NAMES",
                    help="baselines to run (default: logistic,context_law,last_value)")
     e.add_argument("--context-fraction", type=_fraction, default=0.2, help="context share (default: %(default)s)")
     e.add_argument("--out", metavar="CSV", help="write the per-(method, run, task) scores here")

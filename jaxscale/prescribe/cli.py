@@ -23,7 +23,7 @@ import pandas as pd
 
 import jaxscale
 from jaxscale import datasets
-from jaxscale.cli import read_table, run_command
+from jaxscale.cli import comma_names, read_table, run_command
 
 __all__ = ["allocate_main", "frontier_main", "allocate_parser", "frontier_parser"]
 
@@ -35,13 +35,6 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if not vals:
         raise argparse.ArgumentTypeError("expected at least one number")
-    return vals
-
-
-def _names(text: str) -> list[str]:
-    vals = [v.strip() for v in text.split(",") if v.strip()]
-    if not vals:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
     return vals
 
 
@@ -72,7 +65,7 @@ def allocate_parser() -> argparse.ArgumentParser:
     p.add_argument("--M", type=_floats, metavar="F[,F]", help="tokens per parameter (default: compute-optimal)")
     p.add_argument("--law", choices=("chinchilla", "overtraining"), default="chinchilla",
                    help="law to fit a table with (default: %(default)s)")
-    p.add_argument("--x", type=_names, default=None, metavar="COLS", help="x columns of a table (default N,D / C,M)")
+    p.add_argument("--x", type=comma_names, default=None, metavar="COLS", help="x columns of a table (default N,D / C,M)")
     p.add_argument("--y", default="loss", metavar="COL", help="loss column of a table (default: %(default)s)")
     p.add_argument("--loss", default="huber_log", choices=("huber_log", "mse_log", "mse"),
                    help="fitting loss for a table (default: %(default)s)")
@@ -170,8 +163,8 @@ def frontier_parser() -> argparse.ArgumentParser:
     p.add_argument("--x", default="log10_flops", metavar="COL", help="log10 compute column (default: %(default)s)")
     p.add_argument("--flops", default=None, metavar="COL", help="a FLOPs column to take log10 of instead of --x")
     p.add_argument("--y", default="score", metavar="COL", help="score column (default: %(default)s)")
-    p.add_argument("--by", type=_names, default=["task"], metavar="COLS", help="task column(s) (default: task)")
-    p.add_argument("--tasks", type=_names, default=None, metavar="NAMES",
+    p.add_argument("--by", type=comma_names, default=["task"], metavar="COLS", help="task column(s) (default: task)")
+    p.add_argument("--tasks", type=comma_names, default=None, metavar="NAMES",
                    help="only these values of the first --by column")
     p.add_argument("--tau", type=_floats, default=[0.98], metavar="Q[,Q]", help="quantile level(s) (default: 0.98)")
     p.add_argument("--kappa", type=float, default=50.0, help="final pinball smoothing (default: %(default)s)")
