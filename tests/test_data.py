@@ -8,6 +8,7 @@ import pytest
 
 import jaxscale
 from jaxscale import Dataset, DataError
+from jaxscale.data import bucket
 
 
 def ladder(tasks=("a", "b"), n=6, c=-0.3):
@@ -22,11 +23,13 @@ def ladder(tasks=("a", "b"), n=6, c=-0.3):
 def test_padding_and_buckets():
     df = ladder(tasks=("a", "b", "c"), n=9)
     ds = Dataset.from_frame(df, x="N", y="loss", by="run")
-    assert ds.x.shape == (4, 16, 1) and ds.y.shape == (4, 16) and ds.mask.shape == (4, 16)
+    assert ds.x.shape == (4, 12, 1) and ds.y.shape == (4, 12) and ds.mask.shape == (4, 12)
     assert ds.n_tasks == 3 and list(ds.n_points) == [9, 9, 9]
     assert not ds.mask[3].any() and ds.weight[:, 9:].sum() == 0
     # 9 and 12 points share one bucket, so one compiled function serves both
-    assert Dataset.from_frame(ladder(n=12), x="N", y="loss", by="run").x.shape[1] == 16
+    assert Dataset.from_frame(ladder(n=12), x="N", y="loss", by="run").x.shape[1] == 12
+    assert Dataset.from_frame(ladder(n=13), x="N", y="loss", by="run").x.shape[1] == 16
+    assert [bucket(n) for n in (1, 8, 9, 13, 17, 20, 25, 33, 49, 100)] == [8, 8, 12, 16, 24, 24, 32, 48, 64, 128]
     back = ds.to_frame()
     assert len(back) == 27 and set(back.columns) == {"run", "N", "loss"}
 
