@@ -35,7 +35,8 @@ from jaxscale.evaluate.splits import Given, RollingOrigin, as_list
 __all__ = [
     "REVISITING_REFERENCE_M4", "REVISITING_REFERENCE_BNSL_BLOWUPS", "GADRE_REFERENCE", "OLMO_PUBLISHED_13B",
     "OLMO_TASKS", "revisiting_methods", "revisiting", "gadre_chained", "olmo_two_step", "olmo_sigmoid",
-    "colpret", "colpret_family", "colpret_methods", "thin_points", "BNSL_MAX_ITER",
+    "colpret", "colpret_family", "colpret_methods", "thin_points", "BNSL_MAX_ITER", "BNSL_MAX_SLOPE",
+    "bnsl_shapes",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -48,20 +49,25 @@ REVISITING_BY = ["domain", "task"]
 #: Newton iterations per start for the BNSL fits (1000 by default): the lanes that run longer sit
 #: in flat valleys and change no extrapolation; capping them saves most of BNSL2's time.
 BNSL_MAX_ITER = 300
+#: Upper bound on the log-log slope of every segment of the constrained BNSL fits
+#: (`constrained.monotone_bnsl`): the reducible error decays no faster than 1/x, the parametric rate.
+BNSL_MAX_SLOPE = 1.0
 
 
-def revisiting_methods(*, fixed_m4: bool = True, validation: Any = None) -> list:
+def revisiting_methods(*, fixed_m4: bool = True, ablations: bool = True, validation: Any = None) -> list:
     """The methods of the 92-curve leaderboard.
 
     One `SelectLaw` run scores the seven candidate laws (M1, M2, M3, M4 with a learnable eps_0 as
-    in the reference code, BNSL with 0, 1 and 2 breaks), the law selected per task by
+    in the reference code, BNSL with 0 breaks, and the constrained BNSL with 1 and 2 breaks,
+    ``"BNSL1 bounded"`` and ``"BNSL2 bounded"``: every segment's log-log slope in [0, 1],
+    `constrained.monotone_bnsl` with `BNSL_MAX_SLOPE`), the law selected per task by
     rolling-origin validation inside the training points (fit on x <= 0.5 and 0.7 of the largest
     training x, predict the rest of the training points), the number of BNSL breaks selected the
-    same way, and a validation-weighted ensemble. BNSL with one break constrained to non-increasing
-    segments (`constrained.monotone_bnsl`) is scored as a separate method (not a candidate: with it
-    as an 8th candidate the per-curve selection gets worse on IC, 0.0423 vs 0.0413 - more candidates,
-    more chances to pick a wrong one on noisy validation errors). `fixed_m4` adds M4 with eps_0 fixed
-    (1.0, and 1.001 on BIG-bench). BNSL fits are capped at `BNSL_MAX_ITER` Newton iterations per start.
+    same way, and a validation-weighted ensemble. The plain 1-break law (``"BNSL1"``, the
+    reference's form) is scored as a separate method. `ablations` adds the plain 2-break law and
+    BNSL1 with non-increasing segments only (``"BNSL1 monotone"``: the lower bound without the
+    upper one); `fixed_m4` adds M4 with eps_0 fixed (1.0, and 1.001 on BIG-bench). BNSL fits with
+    breaks are capped at `BNSL_MAX_ITER` Newton iterations per start.
     """
     capped = {"max_iter": BNSL_MAX_ITER}
     candidates = [
@@ -70,16 +76,19 @@ def revisiting_methods(*, fixed_m4: bool = True, validation: Any = None) -> list
         LawMethod(laws.m3, name="M3"),
         LawMethod(laws.m4, name="M4"),
         LawMethod(laws.bnsl(0), name="BNSL0"),
-        LawMethod(laws.bnsl(1), name="BNSL1", fit_options=capped),
-        LawMethod(laws.bnsl(2), name="BNSL2", fit_options=capped),
+        LawMethod(monotone_bnsl(1, BNSL_MAX_SLOPE), name="BNSL1 bounded", fit_options=capped),
+        LawMethod(monotone_bnsl(2, BNSL_MAX_SLOPE), name="BNSL2 bounded", fit_options=capped),
     ]
     select = SelectLaw(
         candidates,
         validation=validation if validation is not None else RollingOrigin(fractions=(0.5, 0.7), mode="x"),
         name="selected", ensemble="ensemble", keep_candidates=True,
-        subsets={"BNSL selected breaks": ["BNSL0", "BNSL1", "BNSL2"]},
+        subsets={"BNSL selected breaks": ["BNSL0", "BNSL1 bounded", "BNSL2 bounded"]},
     )
-    methods: list = [select, LawMethod(monotone_bnsl(1), name="BNSL1 monotone", fit_options=capped)]
+    methods: list = [select, LawMethod(laws.bnsl(1), name="BNSL1", fit_options=capped)]
+    if ablations:
+        methods += [LawMethod(laws.bnsl(2), name="BNSL2", fit_options=capped),
+                    LawMethod(monotone_bnsl(1), name="BNSL1 monotone", fit_options=capped)]
     if fixed_m4:
         methods.append(ByGroup("domain", {"BB": LawMethod(laws.m4.fix(eps_0=1.001))},
                                default=LawMethod(laws.m4.fix(eps_0=1.0)), name="M4 fixed eps_0"))
@@ -100,7 +109,10 @@ class RevisitingResult:
 def revisiting(*, data_dir: Any = None, methods: Sequence | None = None, domains: Sequence[str] | None = None,
                grid: int = 0) -> RevisitingResult:
     """Fit on the training points (``Training == 1``) of the 92 curves and score the extrapolation
-    points by RMSLE on log(y); every law is fitted to all curves in one batched call."""
+    points by RMSLE on log(y); every law is fitted to all curves in one batched call.
+
+    The selection reports cover the first `SelectLaw` of `methods` (all its candidates, and its
+    ``"BNSL selected breaks"`` subset when it has one)."""
     df = datasets.load_revisiting(data_dir=data_dir)
     if domains is not None:
         df = df[df.domain.isin(domains)]
@@ -109,13 +121,48 @@ def revisiting(*, data_dir: Any = None, methods: Sequence | None = None, domains
                         grid=grid)
     scores = score_folds(fc, y="y", by=REVISITING_BY)
     board = leaderboard(scores, group="domain", task=REVISITING_BY)
-    names = ["M1", "M2", "M3", "M4", "BNSL0", "BNSL1", "BNSL2"]
-    have = set(scores.method)
-    sel = selection_report(scores, selected="selected", candidates=[n for n in names if n in have],
-                           group="domain", task=REVISITING_BY) if "selected" in have else pd.DataFrame()
-    bsel = selection_report(scores, selected="BNSL selected breaks", candidates=["BNSL0", "BNSL1", "BNSL2"],
-                            group="domain", task=REVISITING_BY) if "BNSL selected breaks" in have else pd.DataFrame()
+    select = next((m for m in methods if isinstance(m, SelectLaw)), None)
+    sel = bsel = pd.DataFrame()
+    if select is not None and select.name in set(scores.method):
+        sel = selection_report(scores, selected=select.name, candidates=[c.name for c in select.candidates],
+                               group="domain", task=REVISITING_BY)
+        breaks = (select.subsets or {}).get("BNSL selected breaks")
+        if breaks and "BNSL selected breaks" in set(scores.method):
+            bsel = selection_report(scores, selected="BNSL selected breaks", candidates=list(breaks),
+                                    group="domain", task=REVISITING_BY)
     return RevisitingResult(scores, board, sel, bsel, fc)
+
+
+def bnsl_shapes(tasks: Sequence[str], *, data_dir: Any = None, max_slope: float = BNSL_MAX_SLOPE) -> pd.DataFrame:
+    """What a 1-break BNSL fit says about the training points of some Revisiting curves: the plain
+    law (``"BNSL1"``) and the constrained one (``"BNSL1 bounded"``, slopes in [0, `max_slope`]).
+
+    Returns one row per (task, method): the limit relative to the smallest training y
+    (``a_over_ymin``), the log-log slope of y - a before and after the break (``slope_0``,
+    ``slope_1``), the break location on the training range's log-x scale (``break_at``: 0 at the
+    smallest training x, 1 at the largest), the sharpness ``f1``, the training objective and the
+    extrapolation RMSLE.
+    """
+    df = datasets.load_revisiting(data_dir=data_dir)
+    df = df[df.task.isin(tasks)]
+    train, test = df[df.split == "train"], df[df.split == "extrapolate"]
+    lx = np.log(train.groupby("task").x.agg(["min", "max"]))
+    ymin = train.groupby("task").y.min()
+    rows = []
+    for name, law in (("BNSL1", laws.bnsl(1)), ("BNSL1 bounded", monotone_bnsl(1, max_slope))):
+        res = jaxscale.fit(train, law, x="x", y="y", by="task", max_iter=BNSL_MAX_ITER)
+        p = res.params.set_index("task")
+        if "s0" in p:
+            p = p.assign(c0=p.s0, c1=p.s1 - p.s0)
+        pred = res.predict(test[["task", "x"]])
+        err = pd.Series((np.log(pred) - np.log(test.y.to_numpy())) ** 2).groupby(test.task.to_numpy()).mean() ** 0.5
+        obj = pd.Series(res.objective, index=res.params.task)
+        for t in p.index:
+            rows.append({"task": t, "method": name, "a_over_ymin": p.a[t] / ymin[t], "slope_0": p.c0[t],
+                         "slope_1": p.c0[t] + p.c1[t],
+                         "break_at": (np.log(p.d1[t]) - lx["min"][t]) / (lx["max"][t] - lx["min"][t]),
+                         "f1": p.f1[t], "objective": obj[t], "rmsle": err[t]})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
