@@ -77,7 +77,7 @@ def revisiting_section(data_dir: Path) -> tuple[list[str], dict]:
              "at 1.0 (1.001 on BIG-bench). *BNSL1*, *BNSL2* are the plain laws (the reference's form). "
              f"*BNSL1 bounded*, *BNSL2 bounded* are BNSL with constraints: every segment's log-log slope of "
              f"y - a in [0, {R.BNSL_MAX_SLOPE:g}] (0 <= c0 + ... + c_i <= {R.BNSL_MAX_SLOPE:g}; "
-             "`jaxscale.evaluate.constrained.monotone_bnsl`): the curve never rises, and the reducible error "
+             "`jaxscale.laws.monotone_bnsl`): the curve never rises, and the reducible error "
              "decays no faster than 1/x, the parametric rate (the variance-limited exponent of Bahri et al. "
              "2021). *BNSL1 monotone* has the lower bound only. *selected* picks a law per curve among M1-M4, "
              "BNSL0 and the two bounded BNSLs by rolling-origin validation inside the training points only "

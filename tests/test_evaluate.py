@@ -244,7 +244,7 @@ def test_bounded_bnsl_slopes_stay_in_range():
     import jax
     import jax.numpy as jnp
 
-    from jaxscale.evaluate.constrained import bnsl_params, monotone_bnsl
+    from jaxscale.laws import bnsl_params, monotone_bnsl
 
     assert monotone_bnsl(2, max_slope=1.0) is monotone_bnsl(2, 1.0)
     x = np.geomspace(1e-30, 1e30, 600)

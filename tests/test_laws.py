@@ -147,6 +147,8 @@ def test_fix_and_bounds_and_registry():
     m4 = laws.m4.fix(eps_0=1.0)
     assert m4.param_names == ("eps_inf", "beta", "c", "alpha") and m4.fixed == {"eps_0": 1.0}
     assert laws.get("bnsl2").param_names == laws.bnsl(2).param_names
+    assert laws.get("bnsl1_bounded") is laws.monotone_bnsl(1, max_slope=1.0)
+    assert laws.get("bnsl2_bounded", max_slope=2.0).bounds()["s2"] == (0.0, 2.0)
     bounded = laws.chinchilla.with_bounds(alpha=(0, 2))
     assert bounded.bounds()["alpha"] == (0.0, 2.0)
     with pytest.raises(ValueError, match="unknown law"):

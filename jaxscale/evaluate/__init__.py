@@ -9,8 +9,7 @@ Fit on small scales, predict large ones, score every method on the same points:
 - `backtest` returns a tidy table of scores (RMSLE, MAE, relative error, and coverage, width,
   pinball loss and CRPS for quantile forecasts); `leaderboard` ranks methods per group with win
   rates; `plots` draws per-task fits and the leaderboard;
-- `reproductions` re-runs the published extrapolation results (``python -m benchmarks.accuracy``),
-  `constrained` holds the monotone BNSL used there.
+- `reproductions` re-runs the published extrapolation results (``python -m benchmarks.accuracy``).
 
 Example:
     >>> from jaxscale import evaluate, laws, datasets
@@ -30,11 +29,11 @@ from jaxscale.evaluate.metrics import (
 )
 from jaxscale.evaluate.selection import SelectLaw, selection_report
 from jaxscale.evaluate.splits import Fold, Given, HoldoutRuns, LastPoints, RollingOrigin
-from jaxscale.evaluate import constrained, plots, reproductions  # noqa: E402
+from jaxscale.evaluate import plots, reproductions  # noqa: E402
 
 __all__ = [
     "ByGroup", "Forecast", "Forecaster", "LawMethod", "Method", "backtest", "forecast_folds", "leaderboard",
     "pad_points", "score_folds", "subset_tasks", "coverage", "crps", "interval_width", "mae", "pinball",
     "rel_error", "rmsle", "score", "truncate", "win_rates", "SelectLaw", "selection_report", "Fold", "Given",
-    "HoldoutRuns", "LastPoints", "RollingOrigin", "constrained", "plots", "reproductions",
+    "HoldoutRuns", "LastPoints", "RollingOrigin", "plots", "reproductions",
 ]

@@ -27,7 +27,6 @@ import pandas as pd
 
 import jaxscale
 from jaxscale import datasets, laws
-from jaxscale.evaluate.constrained import monotone_bnsl
 from jaxscale.evaluate.harness import ByGroup, LawMethod, backtest, forecast_folds, leaderboard, score_folds
 from jaxscale.evaluate.selection import SelectLaw, selection_report
 from jaxscale.evaluate.splits import Given, RollingOrigin, as_list
@@ -50,7 +49,7 @@ REVISITING_BY = ["domain", "task"]
 #: in flat valleys and change no extrapolation; capping them saves most of BNSL2's time.
 BNSL_MAX_ITER = 300
 #: Upper bound on the log-log slope of every segment of the constrained BNSL fits
-#: (`constrained.monotone_bnsl`): the reducible error decays no faster than 1/x, the parametric rate.
+#: (`laws.monotone_bnsl`): the reducible error decays no faster than 1/x, the parametric rate.
 BNSL_MAX_SLOPE = 1.0
 
 
@@ -60,7 +59,7 @@ def revisiting_methods(*, fixed_m4: bool = True, ablations: bool = True, validat
     One `SelectLaw` run scores the seven candidate laws (M1, M2, M3, M4 with a learnable eps_0 as
     in the reference code, BNSL with 0 breaks, and the constrained BNSL with 1 and 2 breaks,
     ``"BNSL1 bounded"`` and ``"BNSL2 bounded"``: every segment's log-log slope in [0, 1],
-    `constrained.monotone_bnsl` with `BNSL_MAX_SLOPE`), the law selected per task by
+    `laws.monotone_bnsl` with `BNSL_MAX_SLOPE`), the law selected per task by
     rolling-origin validation inside the training points (fit on x <= 0.5 and 0.7 of the largest
     training x, predict the rest of the training points), the number of BNSL breaks selected the
     same way, and a validation-weighted ensemble. The plain 1-break law (``"BNSL1"``, the
@@ -76,8 +75,8 @@ def revisiting_methods(*, fixed_m4: bool = True, ablations: bool = True, validat
         LawMethod(laws.m3, name="M3"),
         LawMethod(laws.m4, name="M4"),
         LawMethod(laws.bnsl(0), name="BNSL0"),
-        LawMethod(monotone_bnsl(1, BNSL_MAX_SLOPE), name="BNSL1 bounded", fit_options=capped),
-        LawMethod(monotone_bnsl(2, BNSL_MAX_SLOPE), name="BNSL2 bounded", fit_options=capped),
+        LawMethod(laws.monotone_bnsl(1, BNSL_MAX_SLOPE), name="BNSL1 bounded", fit_options=capped),
+        LawMethod(laws.monotone_bnsl(2, BNSL_MAX_SLOPE), name="BNSL2 bounded", fit_options=capped),
     ]
     select = SelectLaw(
         candidates,
@@ -88,7 +87,7 @@ def revisiting_methods(*, fixed_m4: bool = True, ablations: bool = True, validat
     methods: list = [select, LawMethod(laws.bnsl(1), name="BNSL1", fit_options=capped)]
     if ablations:
         methods += [LawMethod(laws.bnsl(2), name="BNSL2", fit_options=capped),
-                    LawMethod(monotone_bnsl(1), name="BNSL1 monotone", fit_options=capped)]
+                    LawMethod(laws.monotone_bnsl(1), name="BNSL1 monotone", fit_options=capped)]
     if fixed_m4:
         methods.append(ByGroup("domain", {"BB": LawMethod(laws.m4.fix(eps_0=1.001))},
                                default=LawMethod(laws.m4.fix(eps_0=1.0)), name="M4 fixed eps_0"))
@@ -149,7 +148,7 @@ def bnsl_shapes(tasks: Sequence[str], *, data_dir: Any = None, max_slope: float 
     lx = np.log(train.groupby("task").x.agg(["min", "max"]))
     ymin = train.groupby("task").y.min()
     rows = []
-    for name, law in (("BNSL1", laws.bnsl(1)), ("BNSL1 bounded", monotone_bnsl(1, max_slope))):
+    for name, law in (("BNSL1", laws.bnsl(1)), ("BNSL1 bounded", laws.monotone_bnsl(1, max_slope))):
         res = jaxscale.fit(train, law, x="x", y="y", by="task", max_iter=BNSL_MAX_ITER)
         p = res.params.set_index("task")
         if "s0" in p:
@@ -329,7 +328,7 @@ def colpret_methods() -> list:
         LawMethod(laws.m3, name="M3"),
         LawMethod(laws.m4, name="M4"),
         LawMethod(laws.bnsl(1), name="BNSL1", fit_options={"max_iter": BNSL_MAX_ITER}),
-        LawMethod(monotone_bnsl(1), name="BNSL1 monotone", fit_options={"max_iter": BNSL_MAX_ITER}),
+        LawMethod(laws.monotone_bnsl(1), name="BNSL1 monotone", fit_options={"max_iter": BNSL_MAX_ITER}),
     ]
 
 

@@ -3,7 +3,8 @@
 Every law is a `Law`: call it as ``law(params, x)``. Public laws:
 
 - `power_law` (M1), `saturating_power_law` (M2), `m3`, `m4` (implicit)
-- `bnsl(n_breaks=...)` (Broken Neural Scaling Law)
+- `bnsl(n_breaks=...)` (Broken Neural Scaling Law), `monotone_bnsl(n_breaks, max_slope=...)` (every
+  segment's log-log slope in [0, max_slope]; ``"bnsl1_bounded"``: one break, max_slope 1)
 - `chinchilla` (L(N, D)), `overtraining` (L(C, M))
 - `exp_error` (Err(L)), `logistic` (4-parameter accuracy law), `sigmoid_boundary`
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from jaxscale.laws.base import GreaterThan, Interval, Law, LogInterval, Positive, Real, law
-from jaxscale.laws.bnsl import bnsl
+from jaxscale.laws.bnsl import bnsl, bnsl_params, monotone_bnsl
 from jaxscale.laws.chinchilla import CHINCHILLA_GRID, chinchilla, overtraining
 from jaxscale.laws.downstream import exp_error, logistic, sigmoid_boundary
 from jaxscale.laws.power import m3, m4, power_law, saturating_power_law
@@ -44,7 +45,9 @@ def get(name: str, **kwargs: Any) -> Law:
     fixed: Mapping[str, float] = kwargs.pop("fixed", None) or {}
     bounds: Mapping[str, tuple] = kwargs.pop("bounds", None) or {}
     key = name.lower()
-    if key.startswith("bnsl"):
+    if key.startswith("bnsl") and key.endswith("_bounded"):
+        out = monotone_bnsl(int(key[4:-8] or 1), max_slope=kwargs.pop("max_slope", 1.0), **kwargs)
+    elif key.startswith("bnsl"):
         if key[4:]:
             kwargs.setdefault("n_breaks", int(key[4:]))
         out = bnsl(**kwargs)
@@ -63,12 +66,13 @@ def get(name: str, **kwargs: Any) -> Law:
 
 def available() -> list[str]:
     """Names accepted by `get`."""
-    return ["power_law", "saturating_power_law", "m3", "m4", "bnsl0", "bnsl1", "bnsl2", "chinchilla",
+    return ["power_law", "saturating_power_law", "m3", "m4", "bnsl0", "bnsl1", "bnsl2", "bnsl1_bounded",
+            "bnsl2_bounded", "chinchilla",
             "overtraining", "exp_error", "logistic", "sigmoid_boundary"]
 
 
 __all__ = [
     "Law", "law", "Real", "Positive", "Interval", "LogInterval", "GreaterThan", "get", "available",
-    "power_law", "saturating_power_law", "m3", "m4", "bnsl", "chinchilla", "overtraining",
+    "power_law", "saturating_power_law", "m3", "m4", "bnsl", "monotone_bnsl", "bnsl_params", "chinchilla", "overtraining",
     "exp_error", "logistic", "sigmoid_boundary", "CHINCHILLA_GRID",
 ]
