@@ -30,7 +30,12 @@ SPEED_TITLE = "9. NeuNeu training speed (small config, OLMo ladder trajectories)
 #: The issue's targets: NeuNeu MAE <= 0.62 x the logistic baseline's; 80 % coverage within 10 points.
 MAE_RATIO_TARGET, COVERAGE_TOL = 0.62, 0.10
 TEST_GROUPS = ("arc_challenge", "hellaswag", "piqa")
-METHOD_LABELS = {"neuneu": "NeuNeu (small)", "neuneu_prior": "NeuNeu (small) + logistic prior feature", "logistic": "logistic of log avg. val. loss (paper baseline)",
+#: Loss features loaded per checkpoint: the task's loss in bits per byte, the run's log average
+#: validation loss, and the task's soft score (probability on the correct choice, normalised over choices).
+LOAD_FEATURES = ("bpb", "log_avg_loss", "soft")
+#: The prior variant's logistic laws: one per loss feature, fitted on the baseline's runs, averaged.
+PRIOR_LOSSES = ("log_avg_loss", "bpb", "soft")
+METHOD_LABELS = {"neuneu": "NeuNeu (small)", "neuneu_prior": "NeuNeu (small) + logistic priors", "logistic": "logistic of log avg. val. loss (paper baseline)",
                  "context_law": "best of M1/M2/M3 on the context", "last_value": "last observed value"}
 
 
@@ -48,6 +53,19 @@ def _steps_per_second(history: pd.DataFrame) -> tuple[float, float]:
     return steady, overall
 
 
+def _oracle_diagnostics(forecasts: pd.DataFrame) -> dict[str, float]:
+    """MAE ratios (to the logistic baseline) of two references that read the test targets: the baseline
+    plus each (run, task)'s median error, and a centred 7-point running mean of the targets."""
+    f = forecasts[forecasts["method"] == "logistic"].copy()
+    key = [f["run"], f["task"]]
+    err = f["y"] - f["prediction"]
+    base = (err.abs().groupby(key).mean()).mean()
+    offset = ((err - err.groupby(key).transform("median")).abs().groupby(key).mean()).mean()
+    smooth = f.groupby(["run", "task"])["y"].transform(lambda v: v.rolling(7, center=True, min_periods=1).mean())
+    noise = ((f["y"] - smooth).abs().groupby(key).mean()).mean()
+    return {"offset": float(offset / base), "smooth": float(noise / base)}
+
+
 def run(args: argparse.Namespace) -> tuple[str, str, dict]:
     from jaxscale.neuneu import (
         Trajectories, TrainConfig, count_params, held_out_runs, held_out_tasks, neuneu_backtest, summarize,
@@ -55,7 +73,7 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
 
     data = C.data_dir()
     t_all = time.perf_counter()
-    traj = Trajectories.from_olmo(data)
+    traj = Trajectories.from_olmo(data, features=tuple(args.load_features))
     splits = {"runs": held_out_runs(traj), "tasks": held_out_tasks(traj, test_groups=list(args.test_groups))}
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        seed=args.seed, log_every=50)
@@ -68,7 +86,8 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         res = neuneu_backtest(traj, splits[key], **common)
         if not args.no_prior:
             res.variant = neuneu_backtest(traj, splits[key], baselines=(), logistic_prior=True,
-                                          prior_cross_fit="size", method_name="neuneu_prior", **common)
+                                          prior_cross_fit="size", prior_losses=tuple(args.prior_losses),
+                                          n_models=args.n_models, method_name="neuneu_prior", **common)
             forecasts = pd.concat([res.forecasts, res.variant.forecasts], ignore_index=True)
             order = {m: i for i, m in enumerate(["neuneu", "neuneu_prior", "logistic", "context_law", "last_value"])}
             res.scores, res.summary = summarize(forecasts)
@@ -85,9 +104,11 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         f"Machine: {C.machine_line(m)}.", "",
         "Data: the OLMo ladder (`Trajectories.from_olmo`): 30 runs (190M-3.2B x 0.5-10 xC, plus the 1xC re-runs) "
         "x 20 ranked-classification task splits, accuracy per checkpoint, x = tokens (gaps in log tokens). "
-        "Loss features of the target checkpoint: the task's loss in bits per byte and the run's log average "
-        "validation loss over the 11 LM sets, normalised with training statistics, plus their change from the "
-        "context end to the target and over the context. Protocol (paper): the first 20 % of each test "
+        f"Loss features of the target checkpoint ({', '.join(args.load_features)}; bpb = the task's loss in bits per "
+        "byte, log_avg_loss = the run's log average validation loss over the 11 LM sets, soft = the task's "
+        "probability on the correct choice normalised over the choices, i.e. exp(-task CE)), normalised with "
+        "training statistics, plus their change from the context end to the target and over the context. "
+        "Protocol (paper): the first 20 % of each test "
         "trajectory's checkpoints are the context, every later checkpoint is a target, nothing dropped; MAE per "
         "(run, task) averaged over runs and tasks; 80 % interval = q0.1-q0.9. "
         f"NeuNeu: `small` config (width 64, 2 blocks, {count_params(next(iter(results.values())).forecaster.trained.model):,} "
@@ -95,14 +116,18 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         f"dropout {args.dropout:g}, context length {args.context_length}, sampler drop p = 0.4, context end at most "
         "60 % into a trajectory. Baselines on the same rows: the paper's logistic acc = a / (1 + exp(-k (log L - x0))) "
         "+ b of the log average validation loss L, fitted per task (one batched `jaxscale.fit`) on the training runs' "
-        "checkpoints (first 10 % dropped) and applied to the true future loss; the best of M1/M2/M3 on error = "
-        "1 - acc vs tokens fitted to each trajectory's context alone (chosen by rolling-origin validation inside "
-        "the context); the last observed accuracy. *NeuNeu + logistic prior* additionally reads, as a loss "
-        "feature, the logistic law's accuracy at each checkpoint's loss (fitted on NeuNeu's training part for the "
-        "training trajectories, on the baseline's runs for the test ones): the baseline's own information, which "
-        "the context lets NeuNeu correct per run; NeuNeu reads and predicts the accuracy's deviation from that prior, "
-        "and the training trajectories' prior is cross-fitted (fitted on the other model sizes) so that training "
-        "deviations look like the extrapolation errors met at test time. Intervals: unless `--no-calibrate`, a second model trained "
+        "checkpoints (first 10 % dropped) and applied to the true future loss (unchanged: it reads only L); the best of "
+        "M1/M2/M3 on error = 1 - acc vs tokens fitted to each trajectory's context alone (chosen by rolling-origin "
+        "validation inside the context); the last observed accuracy. *NeuNeu + logistic priors* reads and predicts "
+        "the accuracy's deviation from a prior curve and starts from the deviation seen at the context end: the "
+        f"prior is the mean of one logistic law per loss feature ({', '.join(args.prior_losses)}), each of the "
+        "baseline's form and fitted per task on the same runs as the baseline (on NeuNeu's training part for the "
+        "training trajectories, cross-fitted there on the other model sizes so that training deviations look like "
+        "the extrapolation errors met at test time); every prior is also a loss feature"
+        + (f"; it is an ensemble of {args.n_models} models (seeds 0..{args.n_models - 1}, quantiles averaged)"
+           if args.n_models > 1 else "") + ". With held-out tasks the priors of a test task are fitted on that "
+        "task's other (non-test) runs, exactly the data the baseline is fitted on; NeuNeu's weights never see a "
+        "test task. Intervals: unless `--no-calibrate`, a second model (or ensemble) trained "
         "without a held-out part of the *training* data (the largest training size, or a third of the training "
         "task groups) sets a factor on every quantile's distance from the median so that its 80 % interval "
         "covers 80 % there (split-conformal; the test part is never used).", "",
@@ -132,7 +157,12 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
                   + (f" Interval calibration ({res.seconds['calibrate']:.0f} s): a second model trained without "
                      f"the held-out part {', '.join(cal['test_runs'] if 'runs' in split.held_out else cal['test_tasks'])} "
                      f"of the training data sets the interval scale to {cal['interval_scale']:.2f} (80 % coverage "
-                     "there)." if (cal := res.forecaster.info.get("calibration")) else ""), "",
+                     "there)." if (cal := res.forecaster.info.get("calibration")) else "")
+                  + (f" The prior variant ({res.variant.forecaster.info.get('n_models', 1)} model(s)): training "
+                     f"{res.variant.seconds['train']:.0f} s, prediction {res.variant.seconds['predict']:.1f} s"
+                     + (f", calibration {res.variant.seconds['calibrate']:.0f} s (interval scale {vcal['interval_scale']:.2f})"
+                        if (vcal := res.variant.forecaster.info.get("calibration")) else "") + "."
+                     if getattr(res, "variant", None) is not None else ""), "",
                   "| method | MAE | MAE / logistic | 80 % coverage | 80 % width |", "|---|---:|---:|---:|---:|"]
         for method, row in s.iterrows():
             lines.append(f"| {METHOD_LABELS.get(method, method)} | {_fmt(row['mae'])} | "
@@ -145,6 +175,11 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
                          f"{'met' if c['ratio_ok'] else '**not met**'} ({c['ratio']:.3f}); 80 % coverage within "
                          f"{COVERAGE_TOL * 100:.0f} points of nominal -> {'met' if c['cov_ok'] else '**not met**'} "
                          f"({c['coverage_80']:.3f}).  ")
+        diag = _oracle_diagnostics(res.forecasts)
+        checks[f"{key}/oracle"] = diag
+        lines += ["", f"Diagnostic (uses the test targets; not a forecast): the logistic baseline shifted by each "
+                  f"trajectory's own median error would score MAE ratio {diag['offset']:.3f}, and a centred 7-checkpoint "
+                  f"running mean of the targets themselves {diag['smooth']:.3f} (checkpoint-to-checkpoint noise).  "]
         lines.append("")
         per_task = res.scores.pivot_table(index="task", columns="method", values="mae")
         per_task = per_task[[c for c in ("neuneu", "neuneu_prior", "logistic", "context_law", "last_value")
@@ -154,6 +189,7 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         for task, row in per_task.iterrows():
             lines.append(f"| {task} | " + " | ".join(_fmt(v) for v in row) + " |")
         lines += ["", "</details>", ""]
+    oracle = {k.split("/")[0]: checks.pop(k) for k in [k for k in checks if k.endswith("/oracle")]}
     met = [k for k, c in checks.items() if c["ratio_ok"] and c["cov_ok"]]
     best = min(checks, key=lambda k: checks[k]["ratio"])
     lines += [
@@ -161,12 +197,20 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         f"within 10 points, on held-out runs and on held-out tasks. Measured: both targets met by "
         f"{', '.join(met) if met else 'no variant on any split'}; the best MAE ratio is {checks[best]['ratio']:.3f} "
         f"({best}), so the MAE target is {'met' if checks[best]['ratio_ok'] else 'not met'} here. "
-        "The plain NeuNeu matches the baseline on held-out runs (it wins on the noisy, non-monotone tasks such as "
-        "BoolQ and the MMLU val splits, loses on HellaSwag, whose steady climb it under-extrapolates) and fails on "
-        "held-out tasks; the logistic-prior variant beats the baseline on both splits. The paper's 38 % gain was measured with "
+        "The plain NeuNeu reads the trajectory and the loss features and predicts the change from the last observed "
+        "accuracy; the prior variant predicts the change of the deviation from the averaged logistic priors, so it "
+        "inherits their loss -> accuracy curves and uses the context to correct them per run. Its design (three "
+        "priors rather than the baseline's one; no per-context-point features) was chosen on the validation splits "
+        "inside the training data (760M held out of 190M-760M; openbookqa + socialiqa held out of the training "
+        "tasks), single models: MAE ratio 0.79 / 0.85 with the log-avg-loss prior alone, 0.77 / 0.76 with the three "
+        "priors, 0.81 / 0.73 with the three priors plus per-context-point features (each context point's features "
+        "minus the target's), so the simpler model was kept. For scale: shifting "
+        "the baseline by each test trajectory's own median error (an oracle that knows the future) gives "
+        + ", ".join(f"{o['offset']:.2f} ({k})" for k, o in oracle.items()) + ", so a 0.62 ratio needs more than a "
+        "per-trajectory constant correction. The paper's 38 % gain was measured with "
         "~19M-parameter models trained for 3 epochs on DataDecide (many more runs and 66 tasks) and "
         "token-level loss histograms; here a ~0.1M-parameter model is trained for a few CPU minutes on 18-30 "
-        "ladder runs with two scalar loss features, and the logistic baseline is given the true future loss.", ""]
+        "ladder runs with three scalar loss features, and the logistic baseline is given the true future loss.", ""]
     accuracy = "\n".join(lines)
 
     speed = [f"Command: `{C.command_line()}`.", "", f"Machine: {C.machine_line(m)}.", "",
@@ -193,7 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--context-length", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-groups", nargs="+", default=list(TEST_GROUPS))
-    p.add_argument("--features", nargs="+", default=None, help="NeuNeu's loss features (default: bpb log_avg_loss)")
+    p.add_argument("--load-features", nargs="+", default=list(LOAD_FEATURES),
+                   help="per-checkpoint loss features loaded from the ladder (default: bpb log_avg_loss soft)")
+    p.add_argument("--features", nargs="+", default=None, help="NeuNeu's loss features (default: all loaded)")
+    p.add_argument("--prior-losses", nargs="+", default=list(PRIOR_LOSSES),
+                   help="loss features of the logistic priors of the prior variant (their mean is its base)")
+    p.add_argument("--n-models", type=int, default=3, help="ensemble size of the prior variant (seeds averaged)")
     p.add_argument("--no-prior", action="store_true", help="skip the NeuNeu + logistic prior variant")
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip the interval calibration on a held-out part of the training data")

@@ -221,6 +221,42 @@ def test_residual_mode_reads_and_predicts_deviations_from_a_feature():
         TrajectorySampler(traj, batch_size=8, context_length=4, seed=0, residual="nope")
 
 
+def test_context_features_are_each_points_features_minus_the_targets():
+    df = _table(n_runs=1, n_tasks=1)
+    traj = Trajectories.from_frame(df, x="D", y="acc", features=["bpb"])
+    norm = traj.fit_normalizer()
+    batch, index = evaluation_batch(traj, context_length=4, normalizer=norm, ctx_features=("bpb",))
+    assert batch.ctx_features.shape == (len(index), 4, 1)
+    raw = traj.features[0, :, 0]
+    z = (raw - norm.mean[0]) / norm.std[0]
+    n_ctx = int(index.ctx_end.iloc[0]) + 1  # 3 context points of 12, padded to 4
+    want = z[:n_ctx][None, :] - z[index.target_index.to_numpy()][:, None]
+    np.testing.assert_allclose(batch.ctx_features[:, :n_ctx, 0], want, rtol=1e-5, atol=1e-6)
+    assert (batch.ctx_features[:, n_ctx:] == 0).all()
+    assert evaluation_batch(traj, context_length=4, normalizer=norm)[0].ctx_features.shape == (len(index), 4, 0)
+    sampler = TrajectorySampler(traj, batch_size=8, context_length=4, seed=0, ctx_features=["bpb"])
+    b = sampler(0)
+    assert sampler.n_ctx_features == 1 and b.ctx_features.shape == (8, 4, 1)
+    assert (b.ctx_features[~b.ctx_mask] == 0).all()
+    with pytest.raises(ValueError, match="per-context-point feature"):
+        TrajectorySampler(traj, batch_size=8, context_length=4, seed=0, ctx_features=["nope"])
+
+
+def test_loss_priors_average_one_logistic_law_per_loss():
+    from jaxscale.neuneu.baselines import with_logistic_prior, with_loss_priors
+
+    df = _table(n_runs=3, n_tasks=2).assign(bpb2=lambda d: 1.5 * d.bpb)
+    traj = Trajectories.from_frame(df, x="D", y="acc", features=["bpb", "bpb2"])
+    out = with_loss_priors(traj, traj, loss_features=("bpb", "bpb2"))
+    assert out.feature_names == ("bpb", "bpb2", "logistic_prior_bpb", "logistic_prior_bpb2", "logistic_prior")
+    valid = np.arange(out.x.shape[1]) < out.length[:, None]
+    f = out.features[valid]
+    np.testing.assert_allclose(f[:, 4], f[:, 2:4].mean(axis=1))
+    single = with_loss_priors(traj, traj, loss_features=("bpb",))
+    np.testing.assert_allclose(single.features[valid][:, 2],
+                               with_logistic_prior(traj, traj, loss_feature="bpb").features[valid][:, 2])
+
+
 def test_evaluation_batch_follows_the_20_percent_protocol():
     df = _table(n_runs=1, n_tasks=2, n_ckpt=10)
     df = df[~((df.task == "t1") & (df.D > 1e9 * 2 ** 6.5))]  # t1: 7 checkpoints

@@ -50,6 +50,7 @@ def random_batch(rng: np.random.Generator, b: int, length: int, f: int) -> Batch
         features=rng.normal(size=(b, f)).astype(np.float32),
         target=rng.uniform(0, 1, b).astype(np.float32),
         weight=np.ones(b, np.float32),
+        ctx_features=np.zeros((b, length, 0), np.float32),
     )
 
 
@@ -259,6 +260,38 @@ def test_save_load_round_trip(sampler, tmp_path):
     p1, p2 = trained.predict(test, batch_size=3), loaded.predict(test)
     assert p1.shape == (8, 5) and p1.dtype == np.float64 and (np.diff(p1, axis=1) >= 0).all()
     np.testing.assert_allclose(p1, p2, rtol=1e-6)
+
+
+def test_ensemble_averages_members_and_round_trips(sampler, tmp_path):
+    from jaxscale.neuneu.train import TrainedEnsemble, load_trained
+
+    members = [train(sampler, tiny(**TRAIN_CFG), dataclasses.replace(TC, seed=s), progress=False) for s in (0, 1)]
+    ens = TrainedEnsemble(members)
+    test = sampler(999)
+    q = ens.predict(test)
+    np.testing.assert_allclose(q, (members[0].predict(test) + members[1].predict(test)) / 2, rtol=1e-6)
+    assert (np.diff(q, axis=1) >= 0).all() and ens.model_config == members[0].model_config
+    ens.save(tmp_path / "ens")
+    again = load_trained(tmp_path / "ens")
+    assert isinstance(again, TrainedEnsemble) and len(again.members) == 2
+    np.testing.assert_allclose(again.predict(test), q, rtol=1e-6)
+
+
+def test_constant_base_and_context_features_change_the_readout():
+    rng = np.random.default_rng(0)
+    b = random_batch(rng, 6, 8, 0)
+    b = b._replace(ctx_features=rng.normal(size=(6, 8, 2)).astype(np.float32))
+    cfg = model_config("small", n_features=0, width=16, ff=32, heads=2, base="constant", base_value=0.5,
+                       n_ctx_features=2)
+    model = NeuNeu(cfg, rngs=nnx.Rngs(0))
+    q = np.asarray(model(b))
+    assert q.shape == (6, 5) and (np.diff(q, axis=1) >= 0).all()
+    np.testing.assert_allclose(q[:, 2], 0.5, atol=0.05)  # starts at the constant base, not the last value
+    moved = np.asarray(model(b._replace(ctx_features=b.ctx_features + 1.0)))
+    rows = b.ctx_mask.any(axis=1)
+    assert not np.allclose(moved[rows], q[rows])
+    with pytest.raises(ValueError, match="base must be"):
+        model_config("small", base="mean")
 
 
 def test_mismatched_features_raise(sampler):

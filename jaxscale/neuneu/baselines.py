@@ -30,7 +30,7 @@ from jaxscale.forecast import PREDICTION, forecast_frame
 from jaxscale.neuneu.samples import Trajectories, context_size
 
 __all__ = ["logistic_baseline", "fit_logistic_baseline", "context_law_baseline", "last_value_baseline",
-           "with_logistic_prior"]
+           "with_logistic_prior", "with_loss_priors"]
 
 _ROWS = ["run", "task", "x"]
 
@@ -194,3 +194,34 @@ def with_logistic_prior(trajectories: Trajectories, fit_on: Trajectories, *, los
     extra[t, c, 0] = pred
     return dataclasses.replace(trajectories, features=np.concatenate([trajectories.features, extra], axis=2),
                                feature_names=trajectories.feature_names + (name,))
+
+
+def with_loss_priors(trajectories: Trajectories, fit_on: Trajectories, *,
+                     loss_features: tuple[str, ...] = ("log_avg_loss",), name: str = "logistic_prior",
+                     skip_fraction: float = 0.1, cross_fit: str | None = None) -> Trajectories:
+    """``trajectories`` with one logistic prior per loss feature (`with_logistic_prior`) and their mean.
+
+    With one loss feature this is `with_logistic_prior` (one feature ``name``). With several (e.g.
+    ``("log_avg_loss", "bpb")``: the run's average validation loss and the task's own loss) each
+    prior becomes a feature ``f"{name}_{loss}"`` and ``name`` holds their mean, a steadier prior
+    than either (its errors partly cancel); every prior is fitted on ``fit_on`` only.
+
+    Example:
+        >>> train = with_loss_priors(train, train, loss_features=("log_avg_loss", "bpb"))  # doctest: +SKIP
+        >>> train.feature_names[-3:]                                                       # doctest: +SKIP
+        ('logistic_prior_log_avg_loss', 'logistic_prior_bpb', 'logistic_prior')
+    """
+    loss_features = tuple(loss_features)
+    if not loss_features:
+        raise ValueError("give at least one loss feature")
+    if len(loss_features) == 1:
+        return with_logistic_prior(trajectories, fit_on, loss_feature=loss_features[0], name=name,
+                                   skip_fraction=skip_fraction, cross_fit=cross_fit)
+    out = trajectories
+    for loss in loss_features:
+        out = with_logistic_prior(out, fit_on, loss_feature=loss, name=f"{name}_{loss}", skip_fraction=skip_fraction,
+                                  cross_fit=cross_fit)
+    k = [out.feature_names.index(f"{name}_{loss}") for loss in loss_features]
+    mean = out.features[:, :, k].mean(axis=2, keepdims=True)
+    return dataclasses.replace(out, features=np.concatenate([out.features, mean], axis=2),
+                               feature_names=out.feature_names + (name,))

@@ -14,6 +14,9 @@ padded to a fixed context length L (a bucket, so shapes never change between ste
   normalised by the sampler. F may be 0 (no loss features).
 - ``target``    [B] float32: the accuracy to predict (NaN at prediction time).
 - ``weight``    [B] float32: sample weight (0 for batch padding rows).
+- ``ctx_features`` [B, L, G] float32: per-context-point features (G may be 0), e.g. each context
+  checkpoint's normalised loss features minus the target's, so the model can relate the accuracy
+  it sees at each point to how far that point's loss is from the target's.
 
 `Batch` is a NamedTuple of arrays, hence a JAX pytree: it can be sharded along axis 0 with
 `jax.sharding.NamedSharding` and passed straight to a jitted step. Per-sample identification
@@ -46,6 +49,7 @@ class Batch(NamedTuple):
     features: np.ndarray
     target: np.ndarray
     weight: np.ndarray
+    ctx_features: np.ndarray
 
     @property
     def size(self) -> int:
@@ -59,8 +63,12 @@ class Batch(NamedTuple):
     def n_features(self) -> int:
         return int(self.features.shape[1])
 
+    @property
+    def n_ctx_features(self) -> int:
+        return int(self.ctx_features.shape[2])
 
-def empty_batch(batch_size: int, context_length: int, n_features: int) -> Batch:
+
+def empty_batch(batch_size: int, context_length: int, n_features: int, n_ctx_features: int = 0) -> Batch:
     """A zero batch of the given shape (all rows padding): for model initialisation and tracing."""
     return Batch(
         ctx_y=np.zeros((batch_size, context_length), np.float32),
@@ -69,4 +77,5 @@ def empty_batch(batch_size: int, context_length: int, n_features: int) -> Batch:
         features=np.zeros((batch_size, n_features), np.float32),
         target=np.full((batch_size,), np.nan, np.float32),
         weight=np.zeros((batch_size,), np.float32),
+        ctx_features=np.zeros((batch_size, context_length, n_ctx_features), np.float32),
     )

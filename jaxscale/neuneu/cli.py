@@ -122,10 +122,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                        seed=args.seed, log_every=max(1, min(50, args.steps)))
     residual = None
     if args.logistic_prior:
-        from jaxscale.neuneu.baselines import with_logistic_prior
+        from jaxscale.neuneu.baselines import with_loss_priors
 
         sizes = train.runs["size"].nunique() if "size" in train.runs.columns else 0
-        train = with_logistic_prior(train, train, cross_fit="size" if sizes > 1 else None)
+        train = with_loss_priors(train, train, loss_features=tuple(args.prior_losses),
+                                 cross_fit="size" if sizes > 1 else None)
         residual = "logistic_prior"
     fc = train_forecaster(train, model=args.config, train_config=tcfg, context_length=args.context_length,
                           seed=args.seed, progress=not args.quiet, residual=residual)
@@ -172,7 +173,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         batch, index = evaluation_batch(traj, context_length=fc.context_length,
                                         context_fraction=args.context_fraction, normalizer=fc.normalizer,
-                                        deltas=fc.deltas)
+                                        deltas=fc.deltas, ctx_features=fc.ctx_features)
         tables = [fc.predict_batch(batch, index)]
         rows = index[["run", "task", "x", "y"]].reset_index(drop=True)
         for name in baselines:
@@ -200,12 +201,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     fc = _load(args)
     _, test, base, split = _parts(args)
     if fc.residual == "logistic_prior":
-        from jaxscale.neuneu.baselines import with_logistic_prior
+        from jaxscale.neuneu.baselines import with_loss_priors
 
         if split is None:
             raise ValueError("a model trained with --logistic-prior needs a split (the prior of the test part is "
                              "fitted on the other runs)")
-        test = with_logistic_prior(test, base)
+        losses = tuple(f.removeprefix("logistic_prior_") for f in fc.feature_names
+                       if f.startswith("logistic_prior_")) or ("log_avg_loss",)
+        test = with_loss_priors(test, base, loss_features=losses)
     table = fc.forecast(test, context_fraction=args.context_fraction)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--logistic-prior", action="store_true",
                    help="the NeuNeu + logistic prior variant: also read the per-task logistic law of the log "
                         "average validation loss and predict the deviation from it (needs feature log_avg_loss)")
+    t.add_argument("--prior-losses", type=comma_names, default=["log_avg_loss"], metavar="COLS",
+                   help="with --logistic-prior: one logistic law per listed loss feature, averaged "
+                        "(e.g. log_avg_loss,bpb,soft; default: log_avg_loss)")
 
     e = add("eval", cmd_eval, "score a saved model on the test part against the baselines")
     e.add_argument("model", metavar="MODEL", help="directory written by `jaxscale neuneu train`")

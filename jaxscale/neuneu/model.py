@@ -4,7 +4,8 @@ Hu et al. 2026 (arXiv 2601.19831), with the unordered-quantile flaw fixed. The t
 
     [BOS, soft prompt (from the loss features; absent if ``soft_prompt="none"``), context...]
 
-- a context token embeds (y, signed-log gap, y - y_last) through a 2-layer GELU MLP; padding and
+- a context token embeds (y, signed-log gap, y - y_last, and the point's ``Batch.ctx_features``
+  when ``n_ctx_features`` > 0) through a 2-layer GELU MLP; padding and
   dropped points (``ctx_mask`` False) are zeroed and masked out of attention as keys, so they
   cannot change the output;
 - the soft prompt comes from ``Batch.features``: an MLP (histograms, feature vectors) or a
@@ -15,7 +16,8 @@ Hu et al. 2026 (arXiv 2601.19831), with the unordered-quantile flaw fixed. The t
 - the learned BOS token is read out into the quantiles, **ordered by construction**:
   ``q = base + output_scale * (m, m ± cumulative softplus offsets)``, where ``base`` is the last
   observed accuracy (0.5 for rows without context). The model thus predicts the *change* from the
-  last observation, which starts from the persistence forecast and trains well; outputs are not
+  last observation, which starts from the persistence forecast and trains well (``base="constant"``
+  offsets them from a fixed value instead, e.g. the prior itself in residual mode); outputs are not
   clipped to [0, 1] (clipping would zero the gradients outside).
 
 Inputs are sanitised (NaN -> 0, accuracies clipped to [0, 1], gaps and features clipped), so the
@@ -43,6 +45,7 @@ from jaxscale.neuneu.batch import QUANTILES, Batch
 __all__ = ["ModelConfig", "CONFIGS", "model_config", "NeuNeu", "count_params", "pinball_loss"]
 
 _SOFT_PROMPTS = ("mlp", "cnn", "none")
+_BASES = ("last", "constant")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 _GAP_BOUND = 1e6  # gaps are clipped to +-this before the signed log
 _FEATURE_BOUND = 1e4  # features are clipped to +-this
@@ -66,6 +69,13 @@ class ModelConfig:
         rope_base: RoPE frequency base.
         output_scale: scale of the readout (accuracy units per unit of head output).
         dtype: compute dtype, ``"float32"``, ``"bfloat16"`` or ``"float16"``; params are float32.
+        base: what the quantiles are offsets from: ``"last"`` (the last observed value, default) or
+            ``"constant"`` (``base_value``; in residual mode, where values are deviations from a
+            prior curve shifted by 0.5, ``base_value=0.5`` starts every forecast at the prior's
+            value at the target, and the model learns how much of the context's deviation persists).
+        base_value: the constant base.
+        n_ctx_features: G of ``Batch.ctx_features`` (per-context-point features appended to each
+            context token's input; 0 = none).
 
     Example:
         >>> ModelConfig(width=64, depth=2, heads=4, ff=256, dropout=0.0, n_features=0, soft_prompt="none")
@@ -85,6 +95,9 @@ class ModelConfig:
     rope_base: float = 10000.0
     output_scale: float = 0.1
     dtype: str = "float32"
+    base: str = "last"
+    base_value: float = 0.5
+    n_ctx_features: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
@@ -95,6 +108,8 @@ class ModelConfig:
             raise ValueError(f"soft_prompt must be one of {_SOFT_PROMPTS}, got {self.soft_prompt!r}")
         if self.soft_prompt != "none" and self.n_features <= 0:
             raise ValueError(f"soft_prompt={self.soft_prompt!r} needs n_features > 0")
+        if self.base not in _BASES:
+            raise ValueError(f"base must be one of {_BASES}, got {self.base!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}")
         q = self.quantiles
@@ -267,7 +282,7 @@ class NeuNeu(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         cfg, dt = config, _DTYPES[config.dtype]
         self.config = config
-        self.token = _mlp(3, cfg.width, cfg.width, dt, rngs)
+        self.token = _mlp(3 + cfg.n_ctx_features, cfg.width, cfg.width, dt, rngs)
         self.bos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (cfg.width,), jnp.float32))
         if cfg.soft_prompt == "mlp":
             self.prompt = _mlp(cfg.n_features, cfg.width, cfg.width, dt, rngs)
@@ -294,8 +309,12 @@ class NeuNeu(nnx.Module):
         # Last observed accuracy: the base the quantiles are offsets from.
         has = mask.any(axis=1)
         last = jnp.argmax(jnp.where(mask, jnp.arange(n), -1), axis=1)
-        base = jnp.where(has, jnp.take_along_axis(y, last[:, None], axis=1)[:, 0], 0.5)
-        tok = jnp.stack([y, jnp.sign(gap) * jnp.log1p(jnp.abs(gap)), y - base[:, None]], axis=-1)
+        last_y = jnp.where(has, jnp.take_along_axis(y, last[:, None], axis=1)[:, 0], 0.5)
+        base = last_y if cfg.base == "last" else jnp.full((b,), cfg.base_value, jnp.float32)
+        tok = jnp.stack([y, jnp.sign(gap) * jnp.log1p(jnp.abs(gap)), y - last_y[:, None]], axis=-1)
+        if cfg.n_ctx_features:
+            cf = _sanitise(batch.ctx_features, -_FEATURE_BOUND, _FEATURE_BOUND)[..., : cfg.n_ctx_features]
+            tok = jnp.concatenate([tok, cf], axis=-1)
         tok = jnp.where(mask[..., None], tok, 0.0)
         parts = [jnp.broadcast_to(self.bos[...].astype(dt), (b, 1, cfg.width))]
         if self.prompt is not None:

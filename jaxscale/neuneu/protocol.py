@@ -233,6 +233,7 @@ class NeuNeuForecaster:
             trained; `calibrate_interval_scale` sets it from held-out training data).
         residual: the raw feature the model predicts the accuracy's residual from (None: it
             predicts the accuracy); its value at the target is added back.
+        ctx_features: the features given per context point (`TrajectorySampler`).
 
     Example:
         >>> fc = train_forecaster(train_traj, train_config=TrainConfig(steps=300, batch_size=64))  # doctest: +SKIP
@@ -249,6 +250,7 @@ class NeuNeuForecaster:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     interval_scale: float = 1.0
     residual: str | None = None
+    ctx_features: tuple[str, ...] = ()
 
     @property
     def quantiles(self) -> tuple[float, ...]:
@@ -290,7 +292,7 @@ class NeuNeuForecaster:
         self.check_compatible(trajectories)
         batch, index = evaluation_batch(trajectories, context_length=self.context_length,
                                         context_fraction=context_fraction, normalizer=self.normalizer,
-                                        deltas=self.deltas, residual=self.residual)
+                                        deltas=self.deltas, residual=self.residual, ctx_features=self.ctx_features)
         return self.predict_batch(batch, index, method=method)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -300,24 +302,26 @@ class NeuNeuForecaster:
         meta = {"normalizer": self.normalizer.to_dict() if self.normalizer else None,
                 "context_length": self.context_length, "deltas": self.deltas, "gap_unit": self.gap_unit,
                 "feature_names": list(self.feature_names), "info": self.info,
-                "interval_scale": self.interval_scale, "residual": self.residual}
+                "interval_scale": self.interval_scale, "residual": self.residual,
+                "ctx_features": list(self.ctx_features)}
         (path / "neuneu_data.json").write_text(json.dumps(meta, indent=1, default=str))
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "NeuNeuForecaster":
         """Read a directory written by `save` (computes in float32)."""
-        from jaxscale.neuneu.train import Trained
+        from jaxscale.neuneu.train import load_trained
 
         path = Path(path)
         meta_path = path / "neuneu_data.json"
         if not meta_path.exists():
             raise FileNotFoundError(f"{str(path)!r} is not a NeuNeu model directory (no neuneu_data.json)")
         meta = json.loads(meta_path.read_text())
-        trained = Trained.load(path, dtype="float32")
+        trained = load_trained(path, dtype="float32")
         norm = FeatureNormalizer.from_dict(meta["normalizer"]) if meta["normalizer"] else None
         return cls(trained, norm, int(meta["context_length"]), bool(meta["deltas"]), meta["gap_unit"],
-                   tuple(meta["feature_names"]), meta.get("info", {}), float(meta.get("interval_scale", 1.0)), meta.get("residual"))
+                   tuple(meta["feature_names"]), meta.get("info", {}), float(meta.get("interval_scale", 1.0)), meta.get("residual"),
+                   tuple(meta.get("ctx_features", ())))
 
 
 #: Defaults of the sampler used by `train_forecaster` (tuned on the OLMo ladder, see benchmarks/neuneu.py).
@@ -337,6 +341,7 @@ def train_forecaster(
     progress: bool = False,
     checkpoint_dir: str | os.PathLike | None = None,
     residual: str | None = None,
+    n_models: int = 1,
 ) -> NeuNeuForecaster:
     """Train NeuNeu on ``train`` trajectories with a `TrajectorySampler` and wrap it.
 
@@ -349,26 +354,37 @@ def train_forecaster(
         seed: sampler seed (the model seed is ``train_config.seed``).
         sampler_options: `TrajectorySampler` options over `SAMPLER_DEFAULTS`.
         residual: predict the accuracy's residual from this raw feature (see `TrajectorySampler`).
+        n_models: an ensemble of this many models (model seeds ``train_config.seed + i``, sampler
+            seeds ``seed + i``) whose quantiles are averaged (`TrainedEnsemble`); 1: one model.
 
     Example:
         >>> fc = train_forecaster(train_traj, train_config=TrainConfig(steps=300, batch_size=64))  # doctest: +SKIP
     """
     from jaxscale.neuneu.model import model_config
-    from jaxscale.neuneu.train import TrainConfig, train as train_model
+    from jaxscale.neuneu.train import TrainConfig, TrainedEnsemble, train as train_model
 
     opts = {**SAMPLER_DEFAULTS, **dict(sampler_options or {})}
     tcfg = train_config if train_config is not None else TrainConfig(steps=400, batch_size=64, log_every=50)
-    sampler = TrajectorySampler(train, batch_size=tcfg.batch_size, context_length=context_length, seed=seed,
-                                residual=residual, **opts)
-    mcfg = model_config(model, **{**dict(model_overrides or {}), "n_features": sampler.n_features})
+    if n_models < 1:
+        raise ValueError(f"n_models must be >= 1, got {n_models}")
+    if n_models > 1 and checkpoint_dir is not None:
+        raise ValueError("checkpoint_dir is for one model (n_models=1)")
+    samplers = [TrajectorySampler(train, batch_size=tcfg.batch_size, context_length=context_length, seed=seed + i,
+                                  residual=residual, **opts) for i in range(n_models)]
+    sampler = samplers[0]
+    mcfg = model_config(model, **{**dict(model_overrides or {}), "n_features": sampler.n_features,
+                                  "n_ctx_features": sampler.n_ctx_features})
     t0 = time.perf_counter()
-    trained = train_model(sampler, mcfg, tcfg, progress=progress, checkpoint_dir=checkpoint_dir)
+    members = [train_model(s, mcfg, dataclasses.replace(tcfg, seed=tcfg.seed + i), progress=progress,
+                           checkpoint_dir=checkpoint_dir) for i, s in enumerate(samplers)]
+    trained = members[0] if n_models == 1 else TrainedEnsemble(members)
     seconds = time.perf_counter() - t0
-    info = {"train_seconds": seconds, "steps": tcfg.steps, "batch_size": tcfg.batch_size,
+    info = {"train_seconds": seconds, "steps": tcfg.steps, "batch_size": tcfg.batch_size, "n_models": n_models,
             "sampler": {k: v for k, v in sampler.config().items() if k != "normalizer"},
             "n_train_trajectories": train.n_trajectories}
     return NeuNeuForecaster(trained, sampler.normalizer if train.n_features else None, context_length,
-                            sampler.deltas, train.gap_unit, train.feature_names, info, residual=residual)
+                            sampler.deltas, train.gap_unit, train.feature_names, info, residual=residual,
+                            ctx_features=sampler.ctx_features)
 
 
 # --------------------------------------------------------------------------- interval calibration
@@ -490,6 +506,8 @@ def neuneu_backtest(
     logistic_prior: bool = False,
     residual_prior: bool = True,
     prior_cross_fit: str | None = None,
+    prior_losses: Sequence[str] | None = None,
+    n_models: int = 1,
     method_name: str = "neuneu",
 ) -> NeuNeuBacktest:
     """Train NeuNeu on the split's training part, forecast its test part under the protocol and
@@ -516,6 +534,12 @@ def neuneu_backtest(
             accuracy's residual from that prior (the residual at the context end is the starting point).
         prior_cross_fit: a run column (e.g. ``"size"``): the training trajectories' prior is
             fitted out-of-group (`with_logistic_prior` ``cross_fit``), like the test prior.
+        prior_losses: the loss features the logistic prior is a law of (`baselines.with_loss_priors`):
+            the default is the baseline's own (``loss_feature``); with several (e.g.
+            ``("log_avg_loss", "bpb")``) the prior is the mean of one logistic law per loss,
+            each fitted on the same runs as the baseline.
+        n_models: train this many models (seeds ``train_config.seed + i``, sampler ``seed + i``) and
+            average their quantiles (`train.TrainedEnsemble`); the calibration model likewise.
         method_name: the ``method`` label of NeuNeu's rows.
 
     Returns:
@@ -530,16 +554,20 @@ def neuneu_backtest(
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
     train, test, base = split.parts(trajectories)
     prior_test = None
+    prior_losses = (loss_feature,) if prior_losses is None else tuple(prior_losses)
+    if logistic_prior and forecaster is not None:  # the priors the model was trained with
+        prior_losses = tuple(f.removeprefix("logistic_prior_") for f in forecaster.feature_names
+                             if f.startswith("logistic_prior_")) or (loss_feature,)
     if logistic_prior:
-        from jaxscale.neuneu.baselines import with_logistic_prior
+        from jaxscale.neuneu.baselines import with_loss_priors
 
-        train = with_logistic_prior(train, train, loss_feature=loss_feature, cross_fit=prior_cross_fit)
-        prior_test = with_logistic_prior(test, base, loss_feature=loss_feature)
+        train = with_loss_priors(train, train, loss_features=prior_losses, cross_fit=prior_cross_fit)
+        prior_test = with_loss_priors(test, base, loss_features=prior_losses)
         if features is not None:
-            features = tuple(features) + ("logistic_prior",)
+            features = tuple(features) + tuple(f for f in prior_test.feature_names if f.startswith("logistic_prior"))
     if forecaster is not None and features is None:
         features = forecaster.feature_names
-        available = set(test.feature_names) | ({"logistic_prior"} if logistic_prior else set())
+        available = set((prior_test if prior_test is not None else test).feature_names)
         if not set(features) <= available:
             raise ValueError(f"the model was trained with features {list(features)}, the data has "
                              f"{list(test.feature_names)}")
@@ -552,7 +580,7 @@ def neuneu_backtest(
     if forecaster is None:
         forecaster = train_forecaster(train, model=model, model_overrides=model_overrides, train_config=train_config,
                                       context_length=context_length, seed=seed, sampler_options=sampler_options,
-                                      progress=progress, residual=residual)
+                                      progress=progress, residual=residual, n_models=n_models)
     forecaster.info["split"] = split.name
     seconds["train"] = time.perf_counter() - t0
     if calibrate:
@@ -560,16 +588,17 @@ def neuneu_backtest(
         cal = calibration_split(split, trajectories, seed=seed)
         cal_train, cal_test, _ = cal.parts(trajectories)
         if logistic_prior:
-            from jaxscale.neuneu.baselines import with_logistic_prior
+            from jaxscale.neuneu.baselines import with_loss_priors
 
-            cal_train = with_logistic_prior(cal_train, cal_train, loss_feature=loss_feature, cross_fit=prior_cross_fit)
+            cal_train = with_loss_priors(cal_train, cal_train, loss_features=prior_losses, cross_fit=prior_cross_fit)
             cal_base = trajectories.subset(runs=cal.baseline_runs, tasks=cal.test_tasks)
-            cal_test = with_logistic_prior(cal_test, cal_base, loss_feature=loss_feature)
+            cal_test = with_loss_priors(cal_test, cal_base, loss_features=prior_losses)
         if features is not None:
             cal_train, cal_test = cal_train.select_features(features), cal_test.select_features(features)
         cal_fc = train_forecaster(cal_train, model=model, model_overrides=model_overrides, train_config=train_config,
                                   context_length=forecaster.context_length, seed=seed,
-                                  sampler_options=sampler_options, progress=progress, residual=residual)
+                                  sampler_options=sampler_options, progress=progress, residual=residual,
+                                  n_models=n_models)
         scale = calibrate_interval_scale(cal_fc.forecast(cal_test, context_fraction=context_fraction))
         forecaster.interval_scale = scale
         forecaster.info["calibration"] = {"split": cal.name, "test_runs": list(cal.test_runs),
@@ -579,7 +608,7 @@ def neuneu_backtest(
     forecaster.check_compatible(nn_test)
     batch, _ = evaluation_batch(nn_test, context_length=forecaster.context_length, context_fraction=context_fraction,
                                 normalizer=forecaster.normalizer, deltas=forecaster.deltas,
-                                residual=forecaster.residual)
+                                residual=forecaster.residual, ctx_features=forecaster.ctx_features)
     # the same rows with every raw feature (the baselines need the true future loss)
     _, index = evaluation_batch(test.select_features(()), context_length=1, context_fraction=context_fraction)
     index = index.join(_target_features(prior_test if prior_test is not None else test, index))
@@ -635,7 +664,7 @@ def _query_batch(traj: Trajectories, tid: np.ndarray, xq: np.ndarray, context_le
     batch = Batch(ctx_y=np.where(mask, np.take_along_axis(traj.y[t], order, 1), 0.0).astype(np.float32),
                   ctx_gap=np.where(mask, gap, 0.0).astype(np.float32), ctx_mask=mask,
                   features=np.zeros((size, 0), np.float32), target=np.full(size, np.nan, np.float32),
-                  weight=np.ones(size, np.float32))
+                  weight=np.ones(size, np.float32), ctx_features=np.zeros((size, context_length, 0), np.float32))
     return batch, ok
 
 

@@ -501,9 +501,18 @@ def _values(traj: Trajectories, residual: str | None) -> np.ndarray:
     return traj.y - traj.features[:, :, traj.feature_names.index(residual)] + RESIDUAL_SHIFT
 
 
+def _check_ctx_features(traj: Trajectories, names: Sequence[str]) -> tuple[str, ...]:
+    """The per-context-point feature names, validated against ``traj``'s features."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    unknown = [n for n in names if n not in traj.feature_names]
+    if unknown:
+        raise ValueError(f"per-context-point feature(s) {unknown} not among {list(traj.feature_names)}")
+    return names
+
+
 def _assemble(traj: Trajectories, t: np.ndarray, c: np.ndarray, j: np.ndarray, keep: np.ndarray,
               context_length: int, normalizer: FeatureNormalizer | None, deltas: bool,
-              residual: str | None = None) -> Batch:
+              residual: str | None = None, ctx_features: Sequence[str] = ()) -> Batch:
     """Batch rows for trajectories ``t``, context end ``c``, target ``j`` and kept points ``keep`` [B, C]."""
     values = _values(traj, residual)
     size, n_ckpt = keep.shape
@@ -532,6 +541,12 @@ def _assemble(traj: Trajectories, t: np.ndarray, c: np.ndarray, j: np.ndarray, k
         features = np.concatenate(feats, axis=1)
     else:
         features = np.zeros((size, 0), np.float32)
+    per_point = np.zeros((size, context_length, 0), np.float32)
+    if len(ctx_features):
+        # the named features at each context point minus at the target, normalised (0 at padding)
+        k = [traj.feature_names.index(name) for name in ctx_features]
+        at = normalizer.apply(np.take_along_axis(traj.features[t], order[:, :, None], 1))[..., k]
+        per_point = np.where(mask[:, :, None], at - target_f[:, None, k], 0.0)
     return Batch(
         ctx_y=np.where(mask, ctx_y, 0.0).astype(np.float32),
         ctx_gap=np.where(mask, gap, 0.0).astype(np.float32),
@@ -539,6 +554,7 @@ def _assemble(traj: Trajectories, t: np.ndarray, c: np.ndarray, j: np.ndarray, k
         features=features.astype(np.float32),
         target=values[t, j].astype(np.float32),
         weight=np.ones(size, np.float32),
+        ctx_features=per_point.astype(np.float32),
     )
 
 
@@ -555,7 +571,10 @@ class TrajectorySampler:
     relate the accuracy change seen in the context to the loss change; 3 F features in all).
     With ``residual`` (a feature name, e.g. ``"logistic_prior"``) the batch holds the accuracy's
     residual from that feature, y - feature + 0.5 (context and target), so the model predicts how
-    the deviation from a prior curve evolves. A batch is a pure function of (seed, step): resumed training sees the same data.
+    the deviation from a prior curve evolves. ``ctx_features`` (feature names): each context point
+    also carries those normalised features minus the target's (``Batch.ctx_features``), e.g. the
+    logistic priors, so the model sees how far each observed point is from the target on each prior.
+    A batch is a pure function of (seed, step): resumed training sees the same data.
 
     Attributes:
         context_length, n_features, batch_size, gap_unit, normalizer, feature_names.
@@ -571,7 +590,7 @@ class TrajectorySampler:
     def __init__(self, trajectories: Trajectories, *, batch_size: int, context_length: int, seed: int,
                  drop_prob: float = 0.4, min_context: int = 1, max_query_gap: int | None = None,
                  max_context_fraction: float | None = None, normalizer: FeatureNormalizer | None = None,
-                 deltas: bool = True, residual: str | None = None):
+                 deltas: bool = True, residual: str | None = None, ctx_features: Sequence[str] = ()):
         if batch_size < 1 or context_length < 1 or min_context < 1:
             raise ValueError("batch_size, context_length and min_context must be >= 1")
         if not 0.0 <= drop_prob < 1.0:
@@ -590,6 +609,8 @@ class TrajectorySampler:
         self.feature_names = trajectories.feature_names
         self.normalizer = normalizer if normalizer is not None else trajectories.fit_normalizer()
         self.n_features = trajectories.n_features * (3 if deltas else 1)
+        self.ctx_features = _check_ctx_features(trajectories, ctx_features)
+        self.n_ctx_features = len(self.ctx_features)
         self._usable = np.nonzero(usable)[0]
 
     def __call__(self, step: int) -> Batch:
@@ -610,7 +631,8 @@ class TrajectorySampler:
         idx = np.arange(traj.x.shape[1])
         keep = (rng.random((size, len(idx))) >= self.drop_prob) & (idx <= c[:, None])
         keep[np.arange(size), c] = True
-        return _assemble(traj, t, c, j, keep, self.context_length, self.normalizer, self.deltas, self.residual)
+        return _assemble(traj, t, c, j, keep, self.context_length, self.normalizer, self.deltas, self.residual,
+                         self.ctx_features)
 
     def config(self) -> dict[str, Any]:
         """The settings needed to rebuild evaluation batches (JSON-serialisable)."""
@@ -618,7 +640,7 @@ class TrajectorySampler:
                 "normalizer": self.normalizer.to_dict(), "drop_prob": self.drop_prob,
                 "min_context": self.min_context, "max_query_gap": self.max_query_gap,
                 "max_context_fraction": self.max_context_fraction, "seed": self.seed, "residual": self.residual,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "ctx_features": list(self.ctx_features)}
 
 
 def context_size(n: int | np.ndarray, fraction: float) -> np.ndarray:
@@ -635,6 +657,7 @@ def evaluation_batch(
     normalizer: FeatureNormalizer | None = None,
     deltas: bool = True,
     residual: str | None = None,
+    ctx_features: Sequence[str] = (),
 ) -> tuple[Batch, SampleIndex]:
     """The paper's protocol: the first ``context_fraction`` of each trajectory's checkpoints
     (ceil, at least one, leaving one target) are the context, every later checkpoint is a target;
@@ -642,6 +665,7 @@ def evaluation_batch(
 
     ``residual`` (a feature name) makes the batch hold y - feature + `RESIDUAL_SHIFT` instead of y
     (the sampler's option of the same name); add the feature back to the predictions.
+    ``ctx_features``: per-context-point features (names), as the sampler's option.
 
     Returns the batch and its index frame (``run``, ``task``, ``ctx_end``, ``target_index``, ``x``
     of the target, ``y`` of the target, ``x_ctx_end``, and the raw loss features of the target).
@@ -664,7 +688,8 @@ def evaluation_batch(
     j = c + 1 + (np.arange(len(t)) - start)
     idx = np.arange(trajectories.x.shape[1])
     keep = idx[None, :] <= c[:, None]
-    batch = _assemble(trajectories, t, c, j, keep, context_length, normalizer, deltas, residual)
+    batch = _assemble(trajectories, t, c, j, keep, context_length, normalizer, deltas, residual,
+                      _check_ctx_features(trajectories, ctx_features))
     index = trajectories.keys.iloc[t].reset_index(drop=True)
     index["ctx_end"] = c
     index["target_index"] = j

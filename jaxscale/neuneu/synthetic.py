@@ -100,6 +100,7 @@ class SyntheticSampler:
             features=features,
             target=acc[r, k, j].astype(np.float32),
             weight=np.ones(size, np.float32),
+            ctx_features=np.zeros((size, length, 0), np.float32),
         )
 
     def eval_batch(self, n: int, *, seed: int, fresh_runs: bool = True) -> Batch:

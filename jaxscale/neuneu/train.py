@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from jaxscale.neuneu.batch import Batch
 from jaxscale.neuneu.model import ModelConfig, NeuNeu, pinball_loss
 
-__all__ = ["TrainConfig", "Trained", "train", "make_optimizer", "device_batch"]
+__all__ = ["TrainConfig", "Trained", "TrainedEnsemble", "load_trained", "train", "make_optimizer", "device_batch"]
 
 _HISTORY_COLUMNS = ["step", "loss", "learning_rate", "grad_norm", "seconds"]
 
@@ -221,6 +221,59 @@ class Trained:
                    _history_frame(meta["history"]))
 
 
+@dataclasses.dataclass
+class TrainedEnsemble:
+    """Several `Trained` models of one architecture whose quantiles are averaged.
+
+    The average of non-decreasing quantile vectors is non-decreasing, so the ensemble's output
+    keeps the ordering; averaging seeds mostly removes the variance of one short training run.
+    ``model``, ``model_config``, ``train_config``, ``step`` and ``history`` are the first member's.
+
+    Example:
+        >>> ens = TrainedEnsemble([train(s0, cfg, tc0), train(s1, cfg, tc1)])   # doctest: +SKIP
+        >>> ens.predict(batch).shape                                           # doctest: +SKIP
+        (64, 5)
+    """
+
+    members: list[Trained]
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an ensemble needs at least one model")
+
+    model = property(lambda self: self.members[0].model)
+    model_config = property(lambda self: self.members[0].model_config)
+    train_config = property(lambda self: self.members[0].train_config)
+    step = property(lambda self: self.members[0].step)
+    history = property(lambda self: self.members[0].history)
+
+    def predict(self, batch: Batch, *, batch_size: int = 1024) -> np.ndarray:
+        """Mean over members of `Trained.predict` ([B, n_quantiles], ordered)."""
+        return np.mean([m.predict(batch, batch_size=batch_size) for m in self.members], axis=0)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Each member in ``path/member{i}`` and ``ensemble.json`` (the member count)."""
+        path = Path(path).absolute()
+        path.mkdir(parents=True, exist_ok=True)
+        for i, m in enumerate(self.members):
+            m.save(path / f"member{i}")
+        (path / "ensemble.json").write_text(json.dumps({"members": len(self.members)}))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, dtype: str | None = None) -> "TrainedEnsemble":
+        """Read a directory written by `save`."""
+        path = Path(path).absolute()
+        n = int(json.loads((path / "ensemble.json").read_text())["members"])
+        return cls([Trained.load(path / f"member{i}", dtype=dtype) for i in range(n)])
+
+
+def load_trained(path: str | os.PathLike, *, dtype: str | None = None) -> Trained | TrainedEnsemble:
+    """`TrainedEnsemble.load` when ``path`` holds an ensemble, `Trained.load` otherwise."""
+    if (Path(path) / "ensemble.json").exists():
+        return TrainedEnsemble.load(path, dtype=dtype)
+    return Trained.load(path, dtype=dtype)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _forward(graphdef: nnx.GraphDef, state: nnx.State, batch: Batch) -> jax.Array:
     return nnx.merge(graphdef, state)(batch)
@@ -302,6 +355,9 @@ def train(sampler: Callable[[int], Batch], model_config: ModelConfig, train_conf
     if tcfg.batch_size % len(devices):
         raise ValueError(f"batch_size {tcfg.batch_size} is not divisible by the number of devices ({len(devices)}); "
                          f"use a multiple of {len(devices)} or pass devices=")
+    if getattr(sampler, "n_ctx_features", model_config.n_ctx_features) != model_config.n_ctx_features:
+        raise ValueError(f"sampler gives {sampler.n_ctx_features} per-context-point features, "
+                         f"model_config.n_ctx_features={model_config.n_ctx_features}")
     if getattr(sampler, "n_features", model_config.n_features) != model_config.n_features:
         raise ValueError(f"sampler gives {sampler.n_features} features, "
                          f"model_config.n_features={model_config.n_features}")
