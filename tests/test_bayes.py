@@ -204,7 +204,10 @@ def test_forecast_table(m2_nuts):
     assert np.all(np.diff(q, axis=1) >= 0)
     np.testing.assert_allclose(tab["prediction"], tab["q0.5"])
     obs = post.forecast([1e5, 1e6], kind="observation", key=jax.random.PRNGKey(0), levels=(0.05, 0.95))
-    assert np.all((obs["q0.95"] - obs["q0.05"]).to_numpy() > (tab["q0.95"] - tab["q0.05"]).to_numpy())
+    # the observation noise widens the intervals; where the parameter uncertainty dominates (far
+    # extrapolations) the two agree up to the Monte Carlo error of 400 draws' 5 % / 95 % quantiles
+    wider = (obs["q0.95"] - obs["q0.05"]).to_numpy() / (tab["q0.95"] - tab["q0.05"]).to_numpy()
+    assert np.all(wider > 0.97) and np.median(wider) > 1.1
     rows = pd.DataFrame({"task": [3, 0, 99], "x": [1e5, 1e4, 1e4]})
     by_row = post.forecast(rows, levels=(0.1, 0.9))
     assert len(by_row) == 3 and np.isnan(by_row["prediction"].iloc[2])
