@@ -300,6 +300,17 @@ def test_backtest_notebook_runs(tmp_path, monkeypatch, run_notebook):
 
 
 # --------------------------------------------------------------------------- reproductions
+def test_bnsl_shapes_explain_a_blow_up(data_dir):
+    """`bnsl_shapes` on a curve where the plain 1-break BNSL blows up: the plain fit puts the limit
+    just under the training points with a steep final segment; the bounded fit keeps slopes in
+    [0, 1] and extrapolates without blowing up."""
+    shapes = R.bnsl_shapes(["IC/cal_25/MiX/B/16"], data_dir=data_dir).set_index("method")
+    plain, bounded = shapes.loc["BNSL1"], shapes.loc["BNSL1 bounded"]
+    assert plain.a_over_ymin > 0.9 and plain.slope_1 > 2 and plain.rmsle > 0.2
+    assert 0 <= bounded.slope_0 <= 1 + 1e-9 and 0 <= bounded.slope_1 <= 1 + 1e-9 and bounded.rmsle < 0.1
+    assert bounded.objective > plain.objective  # the bound costs training fit: the prior decides here
+
+
 @pytest.fixture(scope="module")
 def revisiting(data_dir):
     return R.revisiting(data_dir=data_dir, methods=R.revisiting_methods(fixed_m4=False, ablations=False))

@@ -151,8 +151,8 @@ def bnsl_shapes(tasks: Sequence[str], *, data_dir: Any = None, max_slope: float 
     for name, law in (("BNSL1", laws.bnsl(1)), ("BNSL1 bounded", laws.monotone_bnsl(1, max_slope))):
         res = jaxscale.fit(train, law, x="x", y="y", by="task", max_iter=BNSL_MAX_ITER)
         p = res.params.set_index("task")
-        if "s0" in p:
-            p = p.assign(c0=p.s0, c1=p.s1 - p.s0)
+        if "s0" in p:  # the bounded law's slopes -> plain BNSL parameters
+            p = p.assign(**laws.bnsl_params(p, 1))
         pred = res.predict(test[["task", "x"]])
         err = pd.Series((np.log(pred) - np.log(test.y.to_numpy())) ** 2).groupby(test.task.to_numpy()).mean() ** 0.5
         obj = pd.Series(res.objective, index=res.params.task)
