@@ -15,7 +15,7 @@ from jaxscale.data import DataError, Dataset
 from jaxscale.laws import Law
 from jaxscale.laws import get as get_law
 from jaxscale.result import FitResult
-from jaxscale.solver import Engine, Solution, SolverConfig, Status, make_objective, make_starts
+from jaxscale.solver import Engine, Solution, SolverConfig, Status, make_limits, make_objective, make_starts
 
 Starts = Mapping[str, Sequence[float]] | np.ndarray | None
 
@@ -24,7 +24,8 @@ Starts = Mapping[str, Sequence[float]] | np.ndarray | None
 def engine(law: Law, loss: losses_mod.Loss, cfg: SolverConfig, start_mode: str = "law",
            devices: tuple | None = None, penalty: Callable | None = None) -> Engine:
     """The compiled fit engine for (law, loss, config); cached so repeated fits reuse compilations."""
-    return Engine(make_objective(law, loss, penalty), make_starts(law), cfg, start_mode=start_mode, devices=devices)
+    return Engine(make_objective(law, loss, penalty), make_starts(law), cfg, start_mode=start_mode, devices=devices,
+                  limits_fn=make_limits(law))
 
 
 def check_tasks(data: Dataset, law: Law, loss: losses_mod.Loss) -> list[str]:
@@ -73,7 +74,7 @@ def fit(
     loss_options: Mapping[str, float] | None = None,
     starts: Starts = None,
     polish: int = 8,
-    max_iter: int = 1000,
+    max_iter: int = 800,
     on_invalid: Literal["raise", "report"] = "raise",
     key: jax.Array | None = None,
     devices: Sequence[jax.Device] | None = None,

@@ -8,7 +8,10 @@ exact-Hessian Newton steps otherwise (the small parameter counts of scaling laws
 cheap), with Nielsen's gain-ratio damping update and MINPACK-style scaling, both restarted every
 `restart_iter` iterations, run for a bounded number of iterations; each lane (task, start)
 carries its own convergence flag and stops updating once converged. The starts kept for
-polishing are the best screened ones that are mutually distinct (`diverse_top_k`).
+polishing are the best screened ones that are mutually distinct (`diverse_top_k`). Laws with
+`Law.limits` get a last stage: candidates on the edges of the domain that the local solver only
+creeps towards (an offset -> 0, a sharpness -> its bound), built from each task's best start and
+polished for at most `limit_iter` iterations; a candidate replaces the best where it is lower.
 """
 
 from __future__ import annotations
@@ -63,11 +66,13 @@ class SolverConfig(NamedTuple):
       prune: after `first_iter`, a start whose objective exceeds its task's best by more than this
         relative margin stops (inf: continue every start).
       restart_iter: the damping and scaling of a start restart every this many iterations.
+      limit_iter: bound on the iterations of each limit candidate (`Law.limits`) polished from a
+        task's best start after the main run.
     """
 
     polish: int = 8
-    max_iter: int = 1000
-    first_iter: int = 100
+    max_iter: int = 800
+    first_iter: int = 200
     chunk_iter: int = 30
     ftol: float = 1e-13
     xtol: float = 1e-10
@@ -77,6 +82,7 @@ class SolverConfig(NamedTuple):
     min_distance: float = 2.0
     prune: float = 0.3
     restart_iter: int = 400
+    limit_iter: int = 200
 
 
 class Solution(NamedTuple):
@@ -275,6 +281,23 @@ def make_starts(law: Law, grid: Array | None = None):
     return lambda x, y, w: law.starts(x_arg(x), y, w > 0)
 
 
+def make_limits(law: Law):
+    """limits_fn(u, x, y, w) -> [R, n] unconstrained limit candidates from one task's optimum `u`
+    (`Law.limits`), or None when the law has none."""
+    if law.limits is None:
+        return None
+    x_arg = (lambda x: x[..., 0]) if law.n_inputs == 1 else (lambda x: x)
+
+    def limits_fn(u, x, y, w):
+        p = law.to_params(u)
+        cand = law.limits(p, x_arg(x), y, w > 0)
+        r = max(jnp.shape(v)[0] for v in cand.values())
+        full = {n: jnp.broadcast_to(cand[n] if n in cand else p[n], (r,)) for n in law.param_names}
+        return law.to_unconstrained(full)
+
+    return limits_fn
+
+
 def screen(objective, starts_fn, x, y, w, cfg: SolverConfig, task_starts=None):
     """Objective at every start of every task; keep the `cfg.polish` best per task.
 
@@ -340,7 +363,8 @@ class Engine:
     count. Screening handles at most `cfg.max_tasks` tasks per call.
     """
 
-    def __init__(self, objective, starts_fn, cfg: SolverConfig, start_mode: str = "law", devices=None):
+    def __init__(self, objective, starts_fn, cfg: SolverConfig, start_mode: str = "law", devices=None,
+                 limits_fn=None):
         self.cfg = cfg
         self._first = min(cfg.first_iter, cfg.max_iter)
         devices = list(devices) if devices is not None else jax.devices()
@@ -363,6 +387,19 @@ class Engine:
             g = t if start_mode == "task" else rep
             screen_tasks = jax.shard_map(screen_tasks, mesh=mesh, in_specs=(t, t, t, g), out_specs=t, check_vma=False)
             advance = jax.shard_map(advance, mesh=mesh, in_specs=(t, t, t, t, t), out_specs=t, check_vma=False)
+        self._limits = None
+        if limits_fn is not None:
+            def limits(u, x, y, w):
+                return jax.vmap(limits_fn)(u, x, y, w)
+
+            def values(u, x, y, w):
+                v = jax.vmap(jax.vmap(objective, in_axes=(0, None, None, None)))(u, x, y, w)
+                return jnp.where(jnp.isnan(v), jnp.inf, v)
+
+            if self.n_devices > 1:
+                limits = jax.shard_map(limits, mesh=mesh, in_specs=(t,) * 4, out_specs=t, check_vma=False)
+                values = jax.shard_map(values, mesh=mesh, in_specs=(t,) * 4, out_specs=t, check_vma=False)
+            self._limits, self._values = jax.jit(limits), jax.jit(values)
         self._screen = jax.jit(screen_tasks)
         self._task_starts = start_mode == "task"
         self._start_mode = start_mode
@@ -382,6 +419,35 @@ class Engine:
                     spec(w.dtype, *w.shape[1:]))
             self._compiled[key] = _COMPILER.submit(lambda: self._advance.lower(*args).compile())
         return self._compiled[key]
+
+    def _polish(self, advance, lanes: Lane, task: np.ndarray, size: int, data, max_iter: int, prune: float):
+        """Run passes of the compiled lane step over `lanes` (numpy, updated in place) until every
+        lane has converged, reached `max_iter` or, after `first_iter`, fallen more than `prune`
+        (relative) behind its task's best lane."""
+        cfg = self.cfg
+        x, y, w = data
+        total = int(task.max()) + 1 if task.size else 0
+        first = min(self._first, max_iter)
+        todo = np.arange(task.size)  # the first pass runs every lane (max_iter = 0 too: it evaluates)
+        while todo.size:
+            for start in range(0, todo.size, size):
+                sel = todo[start:start + size]
+                idx = np.concatenate([sel, np.full(size - sel.size, sel[0])])  # one lane count: one compilation
+                it = lanes.it[idx]
+                # passes of chunk_iter iterations, one ending at first_iter (where pruning starts)
+                budget = np.minimum(cfg.chunk_iter, max_iter - it)
+                budget = np.where(it < first, np.minimum(budget, first - it), budget).astype(np.int32)
+                ti = task[idx]
+                out = advance(Lane(*(a[idx] for a in lanes)), budget, x[ti], y[ti], w[ti])
+                for a, new in zip(lanes, out):
+                    a[sel] = _to_host(new)[:sel.size]
+            # lanes well above their task's best so far are abandoned: they would rarely overtake it
+            f = np.where(np.isfinite(lanes.f), lanes.f, np.inf)
+            best = np.full(total, np.inf)
+            np.minimum.at(best, task, f)
+            margin = prune * np.abs(best[task]) if np.isfinite(prune) else np.inf
+            hopeful = (lanes.it < first) | (f <= best[task] + margin)
+            todo = np.nonzero(~lanes.done & np.isfinite(f) & (lanes.it < max_iter) & hopeful)[0]
 
     def solve(self, x, y, w, grid=None) -> Solution:
         """Solve every task of padded arrays ``x[T, P, k]``, ``y[T, P]``, ``w[T, P]``.
@@ -418,27 +484,24 @@ class Engine:
         lanes = Lane(*(np.array(a) for a in fresh_lane(u0.reshape(total * k, -1), f0.ravel())))
         task = np.repeat(np.arange(total), k)
         advance = self._advance if advance is None else advance.result()
-        todo = np.arange(total * k)  # the first pass runs every lane (max_iter = 0 too: it evaluates)
-        while todo.size:
-            for start in range(0, todo.size, size):
-                sel = todo[start:start + size]
-                idx = np.concatenate([sel, np.full(size - sel.size, sel[0])])  # one lane count: one compilation
-                it = lanes.it[idx]
-                # passes of chunk_iter iterations, one ending at first_iter (where pruning starts)
-                budget = np.minimum(cfg.chunk_iter, cfg.max_iter - it)
-                budget = np.where(it < self._first, np.minimum(budget, self._first - it), budget).astype(np.int32)
-                ti = task[idx]
-                out = advance(Lane(*(a[idx] for a in lanes)), budget, x[ti], y[ti], w[ti])
-                for a, new in zip(lanes, out):
-                    a[sel] = _to_host(new)[:sel.size]
-            # lanes well above their task's best so far are abandoned: they would rarely overtake it
-            f = np.where(np.isfinite(lanes.f), lanes.f, np.inf)
-            best = np.min(f.reshape(total, k), axis=1)[task]
-            margin = cfg.prune * np.abs(best) if np.isfinite(cfg.prune) else np.inf
-            hopeful = (lanes.it < self._first) | (f <= best + margin)
-            todo = np.nonzero(~lanes.done & np.isfinite(f) & (lanes.it < cfg.max_iter) & hopeful)[0]
+        self._polish(advance, lanes, task, size, (x, y, w), cfg.max_iter, cfg.prune)
         u, f, done, it, gn = best_start(lanes.u.reshape(total, k, -1), *(a.reshape(total, k) for a in
                                         (lanes.f, lanes.done, lanes.it, lanes.gn)))
+        if self._limits is not None:  # limit candidates from each task's best, polished briefly
+            u_lim = np.concatenate([_to_host(self._limits(u[i:i + chunk], x[i:i + chunk], y[i:i + chunk],
+                                                          w[i:i + chunk])) for i in range(0, total, chunk)])
+            r = u_lim.shape[1]
+            f_lim = np.concatenate([_to_host(self._values(u_lim[i:i + chunk], x[i:i + chunk], y[i:i + chunk],
+                                                          w[i:i + chunk])) for i in range(0, total, chunk)])
+            extra = Lane(*(np.array(a) for a in fresh_lane(u_lim.reshape(total * r, -1), f_lim.ravel())))
+            self._polish(advance, extra, np.repeat(np.arange(total), r), size, (x, y, w),
+                         min(cfg.limit_iter, cfg.max_iter), np.inf)
+            u2, f2, done2, it2, gn2 = best_start(extra.u.reshape(total, r, -1), *(a.reshape(total, r) for a in
+                                                 (extra.f, extra.done, extra.it, extra.gn)))
+            win = np.isfinite(f2) & (f2 < f)
+            u, f, done, gn = (np.where(win[:, None], u2, u), np.where(win, f2, f), np.where(win, done2, done),
+                              np.where(win, gn2, gn))
+            it = it + it2
         result = np.where(~np.isfinite(f), Status.NONFINITE, np.where(done, Status.CONVERGED, Status.MAX_ITER))
         return Solution(u=u[:t], value=f[:t], result=result[:t], n_iter=it[:t], grad_norm=gn[:t])
 

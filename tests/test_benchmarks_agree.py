@@ -7,6 +7,7 @@ rely on (the analytic BNSL Jacobian, the objective comparison, the RESULTS.md se
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -21,6 +22,8 @@ if str(REPO) not in sys.path:
 
 from benchmarks import _common as C  # noqa: E402
 from benchmarks import bnsl_tasks, chinchilla, tiny_m2  # noqa: E402
+
+import jaxscale  # noqa: E402
 
 RTOL = C.REL_TOL
 
@@ -104,6 +107,25 @@ def test_bnsl_tasks_same_optimum():
     assert bad.size == 0, (
         f"jaxscale worse than least_squares from the same 8 starts on tasks {bad.tolist()}: "
         f"jaxscale {f_jax[bad].tolist()} vs SciPy {f_ref[bad].tolist()}")
+
+
+def test_bnsl_limit_candidates_reach_the_offset_free_optimum():
+    # Tasks 438, 806 and 891 of the benchmark: MINPACK walks from one of the 8 shared starts to
+    # a -> 0 (a pure broken power law), which the polished lanes only creep towards; the limit
+    # stage (Law.limits) reaches it, so jaxscale is no worse there, and with a at the edge.
+    idx = [438, 806, 891]
+    prob = {k: v[idx] for k, v in bnsl_tasks.generate(10_000, seed=0).items()}
+    data = bnsl_tasks.to_dataset(prob)
+    res = bnsl_tasks.run_jaxscale(data)
+    f_ref, _ = bnsl_tasks.run_scipy(prob["x"], prob["y"], bnsl_tasks.screened_starts(data))
+    f_jax = res.objective[:3]
+    assert _worse(f_jax, f_ref).size == 0, (f_jax.tolist(), f_ref.tolist())
+    a = np.asarray(res.params["a"][:3])
+    assert np.all(a < 1e-6 * prob["y"].min(axis=1)), a
+    # without the limit stage the same fit stays at a worse interior point on these tasks
+    law = dataclasses.replace(bnsl_tasks.LAW, limits=None)
+    plain = jaxscale.fit(data, law, loss=bnsl_tasks.LOSS).objective[:3]
+    assert np.all(plain > f_jax * (1 + 1e-4)), (plain.tolist(), f_jax.tolist())
 
 
 # --------------------------------------------------------------------------- 3. tiny M2

@@ -165,6 +165,10 @@ class Law:
       reparam: optional ``(forward, inverse)`` pair replacing the per-parameter transforms for
         laws whose constraints couple parameters (``y0 + L <= 1``); `inverse` must clip into the
         domain.
+      limits: optional ``limits(params, x, y, mask) -> {name: [R] array}``: candidates on an edge
+        of the domain derived from one task's fitted optimum (an offset -> 0, say), which a local
+        solver only approaches asymptotically (the unconstrained coordinate -> -inf). The fit
+        engine polishes each briefly after the main run; one wins where its objective is lower.
     """
 
     name: str
@@ -182,6 +186,7 @@ class Law:
     positive_x: bool = True
     spec: tuple[str, Mapping[str, Any]] | None = None
     reparam: tuple[Callable[[Array], Params], Callable[[Mapping[str, Array]], Array]] | None = None
+    limits: Callable[[Params, Array, Array, Array], Mapping[str, Array]] | None = None
 
     # ---- basic info
     @property

@@ -182,7 +182,20 @@ def bnsl(n_breaks: int = 1) -> Law:
         latex=latex,
         init=functools.partial(_bnsl_init, n_breaks=n_breaks),
         spec=("bnsl", {"n_breaks": n_breaks}),
+        limits=functools.partial(_bnsl_limits, n_breaks=n_breaks),
     )
+
+
+def _bnsl_limits(p, x, y, mask, n_breaks):
+    """Edges a local solver only creeps towards (its coordinate -> -inf), from a fitted optimum:
+    a -> 0 (a pure broken power law, often best when the data show no floor) and each sharpness
+    f_i -> its lower bound (a kink). Returns R = 1 + n_breaks candidates."""
+    y_min = jnp.min(jnp.where(mask, y, jnp.inf))
+    r = 1 + n_breaks
+    out = {"a": jnp.full(r, p["a"]).at[0].set(1e-12 * y_min)}
+    for i in range(1, n_breaks + 1):
+        out[f"f{i}"] = jnp.full(r, p[f"f{i}"]).at[i].set(SHARPNESS_RANGE[0] * (1 + 1e-9))
+    return out
 
 
 # ---- constrained BNSL: slopes per segment in [0, max_slope] (see the module doc)
