@@ -290,7 +290,7 @@ def make_limits(law: Law):
 
     def limits_fn(u, x, y, w):
         p = law.to_params(u)
-        cand = law.limits(p, x_arg(x), y, w > 0)
+        cand = law.limits(law._full(p), x_arg(x), y, w > 0)  # fixed parameters included
         r = max(jnp.shape(v)[0] for v in cand.values())
         full = {n: jnp.broadcast_to(cand[n] if n in cand else p[n], (r,)) for n in law.param_names}
         return law.to_unconstrained(full)

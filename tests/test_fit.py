@@ -111,3 +111,21 @@ def test_per_task_starts_and_penalty():
     pen = jaxscale.fit(ds, laws.saturating_power_law, penalty=ridge)
     assert np.all(pen.params["eps_inf"] < res.params["eps_inf"] - 1e-3)
     assert np.all(pen.ok)
+
+
+def test_limit_stage_with_fixed_and_bounded_offset():
+    # bnsl's limit candidates (a -> 0, f1 -> its bound) must respect a fixed or bounded a
+    x = np.geomspace(1e2, 1e6, 16)
+    law = laws.bnsl(1)
+    true = {"a": 0.3, "b": 5.0, "c0": 0.2, "c1": 0.4, "d1": 1e4, "f1": 0.3}
+    y = np.asarray(law(true, x)) * np.exp(0.01 * np.random.default_rng(0).standard_normal(16))
+    df = pd.DataFrame({"x": x, "y": y})
+    free = jaxscale.fit(df, law, x="x", y="y")
+    fixed = jaxscale.fit(df, law.fix(a=0.3), x="x", y="y")
+    bounded = jaxscale.fit(df, law.with_bounds(a=(0.2, 0.5)), x="x", y="y")
+    for r in (free, fixed, bounded):
+        assert r.ok.all() and np.isfinite(r.objective).all()
+    assert "a" not in fixed.law.param_names
+    assert 0.2 <= float(bounded.params["a"][0]) <= 0.5
+    # the free fit is at least as good as either restricted one
+    assert free.objective[0] <= min(fixed.objective[0], bounded.objective[0]) * (1 + 1e-9)
