@@ -430,7 +430,8 @@ class Engine:
         first = min(self._first, max_iter)
         todo = np.arange(task.size)  # the first pass runs every lane (max_iter = 0 too: it evaluates)
         while todo.size:
-            for start in range(0, todo.size, size):
+            pending = []  # every batch of the pass is dispatched before any result is read back,
+            for start in range(0, todo.size, size):  # so the host gathers while XLA computes
                 sel = todo[start:start + size]
                 idx = np.concatenate([sel, np.full(size - sel.size, sel[0])])  # one lane count: one compilation
                 it = lanes.it[idx]
@@ -438,7 +439,8 @@ class Engine:
                 budget = np.minimum(cfg.chunk_iter, max_iter - it)
                 budget = np.where(it < first, np.minimum(budget, first - it), budget).astype(np.int32)
                 ti = task[idx]
-                out = advance(Lane(*(a[idx] for a in lanes)), budget, x[ti], y[ti], w[ti])
+                pending.append((sel, advance(Lane(*(a[idx] for a in lanes)), budget, x[ti], y[ti], w[ti])))
+            for sel, out in pending:  # batches hold disjoint lanes: writing back after all is the same
                 for a, new in zip(lanes, out):
                     a[sel] = _to_host(new)[:sel.size]
             # lanes well above their task's best so far are abandoned: they would rarely overtake it
