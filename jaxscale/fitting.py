@@ -102,7 +102,7 @@ def fit(
       penalty: optional ``penalty(params) -> scalar`` added to every task's objective (a ridge
         on a parameter, say); pass the same function object to reuse the compilation.
       solver_options: other `SolverConfig` fields (``ftol``, ``xtol``, ``gtol``, ``batch_size``,
-        ``max_tasks``, ``first_iter``, ``chunk_iter``, ``prune``, ``restart_iter``).
+        ``max_tasks``, ``first_iter``, ``chunk_iter``, ``prune``, ``restart_iter``, ``limit_iter``).
 
     Returns:
       A `FitResult` with per-task parameters, objective, status and reason.
