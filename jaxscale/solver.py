@@ -291,6 +291,10 @@ def make_limits(law: Law):
     def limits_fn(u, x, y, w):
         p = law.to_params(u)
         cand = law.limits(law._full(p), x_arg(x), y, w > 0)  # fixed parameters included
+        unknown = set(cand) - set(law.param_names) - set(law.fixed)
+        if unknown:
+            raise ValueError(f"{law.name}: limits name unknown parameter(s) {sorted(unknown)}; "
+                             f"parameters: {law.param_names}")
         r = max(jnp.shape(v)[0] for v in cand.values())
         full = {n: jnp.broadcast_to(cand[n] if n in cand else p[n], (r,)) for n in law.param_names}
         return law.to_unconstrained(full)
@@ -392,14 +396,9 @@ class Engine:
             def limits(u, x, y, w):
                 return jax.vmap(limits_fn)(u, x, y, w)
 
-            def values(u, x, y, w):
-                v = jax.vmap(jax.vmap(objective, in_axes=(0, None, None, None)))(u, x, y, w)
-                return jnp.where(jnp.isnan(v), jnp.inf, v)
-
             if self.n_devices > 1:
                 limits = jax.shard_map(limits, mesh=mesh, in_specs=(t,) * 4, out_specs=t, check_vma=False)
-                values = jax.shard_map(values, mesh=mesh, in_specs=(t,) * 4, out_specs=t, check_vma=False)
-            self._limits, self._values = jax.jit(limits), jax.jit(values)
+            self._limits = jax.jit(limits)
         self._screen = jax.jit(screen_tasks)
         self._task_starts = start_mode == "task"
         self._start_mode = start_mode
@@ -493,9 +492,8 @@ class Engine:
             u_lim = np.concatenate([_to_host(self._limits(u[i:i + chunk], x[i:i + chunk], y[i:i + chunk],
                                                           w[i:i + chunk])) for i in range(0, total, chunk)])
             r = u_lim.shape[1]
-            f_lim = np.concatenate([_to_host(self._values(u_lim[i:i + chunk], x[i:i + chunk], y[i:i + chunk],
-                                                          w[i:i + chunk])) for i in range(0, total, chunk)])
-            extra = Lane(*(np.array(a) for a in fresh_lane(u_lim.reshape(total * r, -1), f_lim.ravel())))
+            # the lane step evaluates each candidate itself on its first pass (non-finite: done)
+            extra = Lane(*(np.array(a) for a in fresh_lane(u_lim.reshape(total * r, -1), np.zeros(total * r))))
             self._polish(advance, extra, np.repeat(np.arange(total), r), size, (x, y, w),
                          min(cfg.limit_iter, cfg.max_iter), np.inf)
             u2, f2, done2, it2, gn2 = best_start(extra.u.reshape(total, r, -1), *(a.reshape(total, r) for a in

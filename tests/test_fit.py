@@ -129,3 +129,12 @@ def test_limit_stage_with_fixed_and_bounded_offset():
     assert 0.2 <= float(bounded.params["a"][0]) <= 0.5
     # the free fit is at least as good as either restricted one
     assert free.objective[0] <= min(fixed.objective[0], bounded.objective[0]) * (1 + 1e-9)
+
+
+def test_limits_naming_an_unknown_parameter_is_an_error():
+    import dataclasses
+
+    law = dataclasses.replace(laws.bnsl(1), limits=lambda p, x, y, m: {"offset": p["a"][None] * 0})
+    df = pd.DataFrame({"x": np.geomspace(1e2, 1e6, 12), "y": np.geomspace(2.0, 1.0, 12)})
+    with pytest.raises(ValueError, match="offset"):
+        jaxscale.fit(df, law, x="x", y="y")
