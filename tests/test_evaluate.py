@@ -297,6 +297,10 @@ def test_backtest_notebook_runs(tmp_path, monkeypatch, run_notebook):
     # the example's saturating curves are extrapolated well by the selected law
     sel = scores[scores.method == "selected"].set_index("task").rmsle
     assert sel[["saturating-a", "saturating-b"]].max() < 0.02
+    intervals = pd.read_csv(tmp_path / "interval_scores.csv")
+    assert set(intervals.method) == {"saturating_power_law_bootstrap", "calibrated"}
+    cover = intervals.groupby("method").coverage_90.mean()
+    assert cover.notna().all() and cover["calibrated"] >= cover["saturating_power_law_bootstrap"]
 
 
 # --------------------------------------------------------------------------- reproductions

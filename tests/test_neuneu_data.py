@@ -257,6 +257,27 @@ def test_loss_priors_average_one_logistic_law_per_loss():
                                with_logistic_prior(traj, traj, loss_feature="bpb").features[valid][:, 2])
 
 
+def test_cross_fitted_prior_from_smaller_groups_only():
+    from jaxscale.neuneu.baselines import with_logistic_prior
+
+    df = _table(n_runs=4, n_tasks=2).assign(N=lambda d: d.run.str[1:].astype(int))
+    traj = Trajectories.from_frame(df, x="D", y="acc", features=["bpb"], run_columns=["size", "N"])
+    below = with_logistic_prior(traj, traj, loss_feature="bpb", cross_fit="N", cross_fit_from="below")
+    others = with_logistic_prior(traj, traj, loss_feature="bpb", cross_fit="N")
+
+    def prior(t: Trajectories, run: str) -> np.ndarray:
+        rows = (t.keys["run"] == run).to_numpy()
+        return t.features[rows, :, -1]
+
+    # r2's prior is fitted on r0 and r1 only (upward extrapolation); r0, the smallest, on every other run
+    direct = with_logistic_prior(traj.subset(runs=["r2"]), traj.subset(runs=["r0", "r1"]), loss_feature="bpb")
+    np.testing.assert_allclose(prior(below, "r2"), prior(direct, "r2"), rtol=1e-6)
+    np.testing.assert_allclose(prior(below, "r0"), prior(others, "r0"), rtol=1e-6)
+    assert not np.allclose(prior(below, "r2"), prior(others, "r2"))
+    with pytest.raises(ValueError, match="cross_fit_from"):
+        with_logistic_prior(traj, traj, loss_feature="bpb", cross_fit="N", cross_fit_from="above")
+
+
 def test_evaluation_batch_follows_the_20_percent_protocol():
     df = _table(n_runs=1, n_tasks=2, n_ckpt=10)
     df = df[~((df.task == "t1") & (df.D > 1e9 * 2 ** 6.5))]  # t1: 7 checkpoints

@@ -294,6 +294,20 @@ def test_constant_base_and_context_features_change_the_readout():
         model_config("small", base="mean")
 
 
+def test_recent_base_starts_at_the_mean_of_the_last_observed_values():
+    rng = np.random.default_rng(1)
+    b = random_batch(rng, 8, 10, 0)
+    cfg = model_config("small", n_features=0, width=16, ff=32, heads=2, base="recent", base_window=3)
+    q = np.asarray(NeuNeu(cfg, rngs=nnx.Rngs(0))(b))
+    n = b.ctx_mask.sum(axis=1)
+    want = np.array([b.ctx_y[i, max(0, k - 3):k].mean() if k else 0.5 for i, k in enumerate(n)])
+    np.testing.assert_allclose(q[:, 2], want, atol=0.03)  # the head starts near zero
+    last = np.array([b.ctx_y[i, k - 1] if k else 0.5 for i, k in enumerate(n)])
+    assert np.abs(want - last).max() > 0.1  # the test can tell the two bases apart
+    with pytest.raises(ValueError, match="base_window"):
+        model_config("small", base="recent", base_window=0)
+
+
 def test_mismatched_features_raise(sampler):
     with pytest.raises(ValueError, match="features"):
         train(sampler, tiny(n_features=4), TrainConfig(steps=1, batch_size=8), progress=False)

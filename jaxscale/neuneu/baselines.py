@@ -147,7 +147,7 @@ def context_law_baseline(test: Trajectories, index: pd.DataFrame, *, context_fra
 
 def with_logistic_prior(trajectories: Trajectories, fit_on: Trajectories, *, loss_feature: str = "log_avg_loss",
                         name: str = "logistic_prior", skip_fraction: float = 0.1,
-                        cross_fit: str | None = None) -> Trajectories:
+                        cross_fit: str | None = None, cross_fit_from: str = "others") -> Trajectories:
     """``trajectories`` with one more raw feature: the per-task logistic law of `fit_logistic_baseline`,
     fitted on ``fit_on`` (training runs only), evaluated at every checkpoint's loss.
 
@@ -158,11 +158,16 @@ def with_logistic_prior(trajectories: Trajectories, fit_on: Trajectories, *, los
     ``cross_fit`` (a column of ``runs``, e.g. ``"size"``): the prior of a trajectory is fitted on
     the runs of ``fit_on`` whose value differs from its own run's (out-of-group), so the training
     residuals look like the extrapolation errors met on held-out runs, not in-sample errors.
+    ``cross_fit_from="below"``: fit only on the runs whose value is smaller (e.g. ``cross_fit="N"``:
+    the prior extrapolates upwards, like the prior of held-out larger runs); the smallest group
+    falls back to every other group.
 
     Example:
         >>> train = with_logistic_prior(train, train)          # doctest: +SKIP
         >>> test = with_logistic_prior(test, baseline_runs)    # doctest: +SKIP
     """
+    if cross_fit_from not in ("others", "below"):
+        raise ValueError(f"cross_fit_from must be 'others' or 'below', got {cross_fit_from!r}")
     missing = sorted(set(trajectories.keys["task"]) - set(fit_on.keys["task"]))
     if missing:
         raise ValueError(f"no data to fit the logistic prior of task(s) {missing[:5]}")
@@ -181,6 +186,8 @@ def with_logistic_prior(trajectories: Trajectories, fit_on: Trajectories, *, los
         pred = np.full(len(query), np.nan)
         for g in pd.unique(group):
             others = fit_group.index[fit_group != g].tolist()
+            if cross_fit_from == "below" and (fit_group < g).any():
+                others = fit_group.index[fit_group < g].tolist()
             if not others:
                 raise ValueError(f"cross-fitting the prior: no run with {cross_fit} != {g!r} to fit on")
             rows = group == g
@@ -198,7 +205,8 @@ def with_logistic_prior(trajectories: Trajectories, fit_on: Trajectories, *, los
 
 def with_loss_priors(trajectories: Trajectories, fit_on: Trajectories, *,
                      loss_features: tuple[str, ...] = ("log_avg_loss",), name: str = "logistic_prior",
-                     skip_fraction: float = 0.1, cross_fit: str | None = None) -> Trajectories:
+                     skip_fraction: float = 0.1, cross_fit: str | None = None,
+                     cross_fit_from: str = "others") -> Trajectories:
     """``trajectories`` with one logistic prior per loss feature (`with_logistic_prior`) and their mean.
 
     With one loss feature this is `with_logistic_prior` (one feature ``name``). With several (e.g.
@@ -216,11 +224,11 @@ def with_loss_priors(trajectories: Trajectories, fit_on: Trajectories, *,
         raise ValueError("give at least one loss feature")
     if len(loss_features) == 1:
         return with_logistic_prior(trajectories, fit_on, loss_feature=loss_features[0], name=name,
-                                   skip_fraction=skip_fraction, cross_fit=cross_fit)
+                                   skip_fraction=skip_fraction, cross_fit=cross_fit, cross_fit_from=cross_fit_from)
     out = trajectories
     for loss in loss_features:
         out = with_logistic_prior(out, fit_on, loss_feature=loss, name=f"{name}_{loss}", skip_fraction=skip_fraction,
-                                  cross_fit=cross_fit)
+                                  cross_fit=cross_fit, cross_fit_from=cross_fit_from)
     k = [out.feature_names.index(f"{name}_{loss}") for loss in loss_features]
     mean = out.features[:, :, k].mean(axis=2, keepdims=True)
     return dataclasses.replace(out, features=np.concatenate([out.features, mean], axis=2),

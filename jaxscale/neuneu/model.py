@@ -45,7 +45,7 @@ from jaxscale.neuneu.batch import QUANTILES, Batch
 __all__ = ["ModelConfig", "CONFIGS", "model_config", "NeuNeu", "count_params", "pinball_loss"]
 
 _SOFT_PROMPTS = ("mlp", "cnn", "none")
-_BASES = ("last", "constant")
+_BASES = ("last", "recent", "constant")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 _GAP_BOUND = 1e6  # gaps are clipped to +-this before the signed log
 _FEATURE_BOUND = 1e4  # features are clipped to +-this
@@ -69,11 +69,13 @@ class ModelConfig:
         rope_base: RoPE frequency base.
         output_scale: scale of the readout (accuracy units per unit of head output).
         dtype: compute dtype, ``"float32"``, ``"bfloat16"`` or ``"float16"``; params are float32.
-        base: what the quantiles are offsets from: ``"last"`` (the last observed value, default) or
-            ``"constant"`` (``base_value``; in residual mode, where values are deviations from a
+        base: what the quantiles are offsets from: ``"last"`` (the last observed value, default),
+            ``"recent"`` (the mean of the last ``base_window`` observed values: a steadier anchor
+            when checkpoint-to-checkpoint noise is large) or ``"constant"`` (``base_value``; in residual mode, where values are deviations from a
             prior curve shifted by 0.5, ``base_value=0.5`` starts every forecast at the prior's
             value at the target, and the model learns how much of the context's deviation persists).
         base_value: the constant base.
+        base_window: observed values averaged by ``base="recent"``.
         n_ctx_features: G of ``Batch.ctx_features`` (per-context-point features appended to each
             context token's input; 0 = none).
 
@@ -97,6 +99,7 @@ class ModelConfig:
     dtype: str = "float32"
     base: str = "last"
     base_value: float = 0.5
+    base_window: int = 5
     n_ctx_features: int = 0
 
     def __post_init__(self) -> None:
@@ -115,6 +118,8 @@ class ModelConfig:
         q = self.quantiles
         if not q or not all(0 < a < 1 for a in q) or any(b <= a for a, b in zip(q, q[1:])):
             raise ValueError(f"quantiles must be strictly increasing in (0, 1), got {q}")
+        if self.base_window < 1:
+            raise ValueError(f"base_window must be >= 1, got {self.base_window}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -310,7 +315,15 @@ class NeuNeu(nnx.Module):
         has = mask.any(axis=1)
         last = jnp.argmax(jnp.where(mask, jnp.arange(n), -1), axis=1)
         last_y = jnp.where(has, jnp.take_along_axis(y, last[:, None], axis=1)[:, 0], 0.5)
-        base = last_y if cfg.base == "last" else jnp.full((b,), cfg.base_value, jnp.float32)
+        if cfg.base == "recent":  # mean of the last `base_window` observed values
+            pos = jnp.arange(n)[None, :]
+            win = mask & (pos > last[:, None] - cfg.base_window)
+            k = jnp.maximum(win.sum(axis=1), 1)
+            base = jnp.where(has, jnp.where(win, y, 0.0).sum(axis=1) / k, 0.5)
+        elif cfg.base == "last":
+            base = last_y
+        else:
+            base = jnp.full((b,), cfg.base_value, jnp.float32)
         tok = jnp.stack([y, jnp.sign(gap) * jnp.log1p(jnp.abs(gap)), y - last_y[:, None]], axis=-1)
         if cfg.n_ctx_features:
             cf = _sanitise(batch.ctx_features, -_FEATURE_BOUND, _FEATURE_BOUND)[..., : cfg.n_ctx_features]

@@ -506,6 +506,7 @@ def neuneu_backtest(
     logistic_prior: bool = False,
     residual_prior: bool = True,
     prior_cross_fit: str | None = None,
+    prior_cross_fit_from: str = "others",
     prior_losses: Sequence[str] | None = None,
     n_models: int = 1,
     method_name: str = "neuneu",
@@ -534,6 +535,8 @@ def neuneu_backtest(
             accuracy's residual from that prior (the residual at the context end is the starting point).
         prior_cross_fit: a run column (e.g. ``"size"``): the training trajectories' prior is
             fitted out-of-group (`with_logistic_prior` ``cross_fit``), like the test prior.
+        prior_cross_fit_from: ``"others"`` (every other group) or ``"below"`` (only groups with a
+            smaller value, e.g. smaller ``"N"``: upward extrapolation, as for held-out larger runs).
         prior_losses: the loss features the logistic prior is a law of (`baselines.with_loss_priors`):
             the default is the baseline's own (``loss_feature``); with several (e.g.
             ``("log_avg_loss", "bpb")``) the prior is the mean of one logistic law per loss,
@@ -561,7 +564,8 @@ def neuneu_backtest(
     if logistic_prior:
         from jaxscale.neuneu.baselines import with_loss_priors
 
-        train = with_loss_priors(train, train, loss_features=prior_losses, cross_fit=prior_cross_fit)
+        train = with_loss_priors(train, train, loss_features=prior_losses, cross_fit=prior_cross_fit,
+                                 cross_fit_from=prior_cross_fit_from)
         prior_test = with_loss_priors(test, base, loss_features=prior_losses)
         if features is not None:
             features = tuple(features) + tuple(f for f in prior_test.feature_names if f.startswith("logistic_prior"))
@@ -590,7 +594,8 @@ def neuneu_backtest(
         if logistic_prior:
             from jaxscale.neuneu.baselines import with_loss_priors
 
-            cal_train = with_loss_priors(cal_train, cal_train, loss_features=prior_losses, cross_fit=prior_cross_fit)
+            cal_train = with_loss_priors(cal_train, cal_train, loss_features=prior_losses, cross_fit=prior_cross_fit,
+                                         cross_fit_from=prior_cross_fit_from)
             cal_base = trajectories.subset(runs=cal.baseline_runs, tasks=cal.test_tasks)
             cal_test = with_loss_priors(cal_test, cal_base, loss_features=prior_losses)
         if features is not None:

@@ -516,7 +516,6 @@ def _assemble(traj: Trajectories, t: np.ndarray, c: np.ndarray, j: np.ndarray, k
     """Batch rows for trajectories ``t``, context end ``c``, target ``j`` and kept points ``keep`` [B, C]."""
     values = _values(traj, residual)
     size, n_ckpt = keep.shape
-    rows = np.arange(size)
     keep = keep & (np.cumsum(keep[:, ::-1], axis=1)[:, ::-1] <= context_length)  # the latest `context_length`
     n_kept = keep.sum(1)
     order = np.argsort(~keep, axis=1, kind="stable")  # kept indices first, in time order
