@@ -144,3 +144,14 @@ def test_bayes_method_gives_posterior_quantiles_that_calibration_widens():
     assert width(cal) > width(raw) and cover(cal) >= cover(raw), (cover(raw), cover(cal))
     with pytest.raises(ValueError, match="inference"):
         BayesMethod("power_law", inference="mcmc")
+
+
+def test_calibrating_a_method_without_quantiles_passes_its_forecasts_through():
+    from jaxscale.evaluate import LawMethod
+
+    df = _curves(n_tasks=6)
+    fc = forecast_folds(df, [LawMethod("power_law"), Calibrated(LawMethod("power_law"), name="calibrated")],
+                        LastPoints(n=3), x="x", y="y", by="task")
+    raw, cal = fc[fc.method == "power_law"], fc[fc.method == "calibrated"]
+    np.testing.assert_allclose(cal["prediction"].to_numpy(), raw["prediction"].to_numpy())
+    assert not [c for c in cal.columns if c.startswith("q0")]

@@ -249,7 +249,7 @@ def interval_scales(table: pd.DataFrame, *, y: str, horizon: str | None = "horiz
                     float(np.quantile(r[ok], p, method="higher" if p >= 0.5 else "lower")), 0.0)
                 kind = score
             rows.append({"group": g, "level": q, "a": a, "b": b, "n": n, "space": sp, "kind": kind})
-    out = pd.DataFrame(rows)
+    out = pd.DataFrame(rows, columns=["group", "level", "a", "b", "n", "space", "kind"])
     return out if group is not None else out.drop(columns="group")
 
 
