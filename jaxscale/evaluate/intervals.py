@@ -160,6 +160,9 @@ class BayesMethod:
 
 
 # --------------------------------------------------------------------------- calibration
+_SCALE_COLUMNS = ["group", "level", "a", "b", "n", "space", "kind"]
+
+
 def _space(y: np.ndarray, centre: np.ndarray, qs: np.ndarray, space: str) -> str:
     if space != "auto":
         return space
@@ -200,20 +203,22 @@ def _quantile_line(r: np.ndarray, h: np.ndarray, p: float, n_slopes: int = 101,
 
 
 def interval_scales(table: pd.DataFrame, *, y: str, horizon: str | None = "horizon", space: str = "auto",
-                    group: str | None = None, min_scores: int = 20, score: str = "relative") -> pd.DataFrame:
-    """Per quantile level (and group): the scale of its distance from the centre that makes it
-    hold its level on ``table`` (forecast rows with the truth ``y`` and quantile columns).
+                    group: str | None = None, min_scores: int = 20, score: str = "absolute") -> pd.DataFrame:
+    """Per quantile level (and group): how to reset it so that it holds its level on ``table``
+    (forecast rows with the truth ``y`` and quantile columns; the centre is ``q0.5`` when present,
+    else ``prediction``).
 
-    The centre is ``q0.5`` when present, else ``prediction``. Level tau < 0.5 needs
+    ``score="absolute"`` (default) ignores the method's own quantiles: level tau becomes
+    centre + Q_tau(e) of the errors e = y - centre (in the space), a + b h with either sign of b
+    when ``horizon`` is given. Use it when the method's spread says little about its extrapolation
+    error (a bootstrap of a misspecified law).
+
+    ``score="relative"`` scales the level's distance from the centre: level tau < 0.5 needs
     s = Q_{1-tau}(r) and tau > 0.5 needs s = Q_tau(r) of r = (y - centre) / (q_tau - centre)
     (a finite-sample conformal correction raises the level to (1 + 1/n) of it, capped at 1). With
     ``horizon`` (a column, e.g. the log extrapolation ratio) the scale is a + b h, b >= 0, by
-    quantile regression. Levels (or groups) with fewer than ``min_scores`` usable rows keep scale 1.
-
-    ``score="absolute"`` ignores the method's own quantiles: level tau becomes centre + Q_tau(e) of
-    the errors e = y - centre (in the space), a + b h with either sign of b; rows with ``kind``
-    ``"absolute"`` in the result. Use it when the method's spread says little about its
-    extrapolation error (a bootstrap of a misspecified law).
+    quantile regression. Levels (or groups) with fewer than ``min_scores`` usable rows are left as
+    they are (a relative scale of 1).
 
     Returns one row per (group, level): ``level``, ``a``, ``b``, ``n``, ``space``, ``kind``.
     """
@@ -249,15 +254,16 @@ def interval_scales(table: pd.DataFrame, *, y: str, horizon: str | None = "horiz
                     float(np.quantile(r[ok], p, method="higher" if p >= 0.5 else "lower")), 0.0)
                 kind = score
             rows.append({"group": g, "level": q, "a": a, "b": b, "n": n, "space": sp, "kind": kind})
-    out = pd.DataFrame(rows, columns=["group", "level", "a", "b", "n", "space", "kind"])
+    out = pd.DataFrame(rows, columns=_SCALE_COLUMNS)
     return out if group is not None else out.drop(columns="group")
 
 
 def apply_scales(table: pd.DataFrame, scales: pd.DataFrame, *, horizon: np.ndarray | None = None,
                  group: np.ndarray | None = None) -> pd.DataFrame:
-    """``table`` with every quantile column moved to centre + s (quantile - centre) (in the space
-    the scales were learned in), s = max(a + b h, 0) per level (and group), then sorted across levels
-    so that the quantiles stay ordered. Levels without a scale are left as they are."""
+    """``table`` with every quantile column reset by `interval_scales` (in the space they were
+    learned in), with s = a + b h per level (and group): centre + s for ``kind == "absolute"``,
+    centre + s (quantile - centre) for ``"relative"``; then sorted across levels so that the
+    quantiles stay ordered. Levels (or groups) without a scale are left as they are."""
     out = table.copy()
     levels = [q for q in quantile_levels(table) if q != 0.5]
     if not levels or len(out) == 0:
@@ -281,7 +287,7 @@ def apply_scales(table: pd.DataFrame, scales: pd.DataFrame, *, horizon: np.ndarr
             a, b, sp = float(s_row["a"].iloc[0]), float(s_row["b"].iloc[0]), s_row["space"].iloc[0]
             s = a + b * h[rows]
             tc = _to(centre[rows], sp)
-            if s_row.get("kind", pd.Series(["relative"])).iloc[0] == "absolute":
+            if s_row["kind"].iloc[0] == "absolute":
                 new[rows, k] = _from(tc + s, sp)
             else:
                 new[rows, k] = _from(tc + s * (_to(new[rows, k], sp) - tc), sp)
@@ -335,7 +341,7 @@ class Calibrated:
             object.__setattr__(self, "name", f"{self.method.name}_calibrated")
 
     def scales(self, train: Dataset) -> dict[str, pd.DataFrame]:
-        """The learned scales per forecaster name (rows: level, a, b, n, space [, group])."""
+        """The learned scales per forecaster name (rows: level, a, b, n, space, kind [, group])."""
         return self._fit(train)[1]
 
     def _fit(self, train: Dataset) -> tuple[Mapping[str, Forecaster], dict[str, pd.DataFrame]]:
@@ -362,7 +368,7 @@ class Calibrated:
         for name in forecasters:
             part = None if inner is None else inner[(inner["method"] == name) & (inner["role"] == "test")]
             if part is None or part.empty:
-                scales[name] = pd.DataFrame({"level": [], "a": [], "b": [], "n": [], "space": []})
+                scales[name] = pd.DataFrame(columns=_SCALE_COLUMNS)  # nothing learned: left as they are
                 continue
             scales[name] = interval_scales(part, y=y, horizon="horizon" if use_h else None, space=self.space,
                                            group=self.group, min_scores=self.min_scores, score=self.score)
@@ -371,13 +377,13 @@ class Calibrated:
     def __call__(self, train: Dataset) -> Forecast | dict[str, Forecast]:
         forecasters, scales = self._fit(train)
         keys, xs = list(train.by), list(train.x_names)
-        xmax = train.to_frame().groupby(keys, sort=False)[xs[0]].max() if len(xs) == 1 else None
+        xmax = train.to_frame().groupby(keys, sort=False)[xs[0]].max() if self.horizon and len(xs) == 1 else None
 
         def wrap(fc: Forecaster, sc: pd.DataFrame) -> Forecast:
             def predict(query: pd.DataFrame) -> pd.DataFrame:
                 table = fc(query)
                 h = None
-                if self.horizon and xmax is not None:
+                if xmax is not None:
                     idx = pd.MultiIndex.from_frame(query[keys]) if len(keys) > 1 else pd.Index(query[keys[0]])
                     h = np.log(query[xs[0]].to_numpy(float) / xmax.reindex(idx).to_numpy(float))
                 g = query[self.group].to_numpy() if self.group is not None else None

@@ -71,9 +71,10 @@ class ModelConfig:
         dtype: compute dtype, ``"float32"``, ``"bfloat16"`` or ``"float16"``; params are float32.
         base: what the quantiles are offsets from: ``"last"`` (the last observed value, default),
             ``"recent"`` (the mean of the last ``base_window`` observed values: a steadier anchor
-            when checkpoint-to-checkpoint noise is large) or ``"constant"`` (``base_value``; in residual mode, where values are deviations from a
-            prior curve shifted by 0.5, ``base_value=0.5`` starts every forecast at the prior's
-            value at the target, and the model learns how much of the context's deviation persists).
+            when checkpoint-to-checkpoint noise is large) or ``"constant"`` (``base_value``; in
+            residual mode, where values are deviations from a prior curve shifted by 0.5,
+            ``base_value=0.5`` starts every forecast at the prior's value at the target, and the
+            model learns how much of the context's deviation persists).
         base_value: the constant base.
         base_window: observed values averaged by ``base="recent"``.
         n_ctx_features: G of ``Batch.ctx_features`` (per-context-point features appended to each
