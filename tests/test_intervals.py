@@ -155,3 +155,20 @@ def test_calibrating_a_method_without_quantiles_passes_its_forecasts_through():
     raw, cal = fc[fc.method == "power_law"], fc[fc.method == "calibrated"]
     np.testing.assert_allclose(cal["prediction"].to_numpy(), raw["prediction"].to_numpy())
     assert not [c for c in cal.columns if c.startswith("q0")]
+
+
+def test_calibration_on_the_real_92_curve_benchmark(data_dir):
+    """Language, BIG-bench and translation curves of the 92-curve benchmark: bootstrap intervals of
+    M2 miss about half of the extrapolation points; calibrated on the training points they cover."""
+    from jaxscale import datasets
+    from jaxscale.evaluate import Given
+
+    df = datasets.load_revisiting(data_dir=data_dir)
+    df = df[(df.y > 0) & df.domain.isin(["LM", "BB", "NMT"])]
+    boot = BootstrapMethod("saturating_power_law", n_boot=50, levels=(0.05, 0.95), seed=0)
+    fc = forecast_folds(df, [boot, Calibrated(boot, name="calibrated")],
+                        Given("split", train="train", test="extrapolate"), x="x", y="y", by=["domain", "task"])
+    fc = fc[fc.role == "test"]
+    cover = {m: float(((g.y >= g["q0.05"]) & (g.y <= g["q0.95"])).mean()) for m, g in fc.groupby("method")}
+    assert cover[boot.name] < 0.6, cover
+    assert cover["calibrated"] >= 0.85, cover
