@@ -187,6 +187,8 @@ def _ram_gib() -> float | None:
 
 
 def _git_commit() -> str:
+    if os.environ.get("JAXSCALE_COMMIT"):  # a copy of the tree without .git (e.g. on a lent GPU machine)
+        return os.environ["JAXSCALE_COMMIT"]
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10).stdout.strip()
@@ -234,6 +236,27 @@ def machine() -> dict[str, Any]:
         "commit": _git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def device_peak_bytes() -> int | None:
+    """Peak bytes in use on the first accelerator since the process started (None on CPU or when
+    the backend keeps no statistics). It only grows: read it after each stage for that stage's peak
+    when stages grow in size."""
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return None
+    try:
+        stats = dev.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - backends without statistics
+        return None
+    peak = stats.get("peak_bytes_in_use")
+    return int(peak) if peak is not None else None
+
+
+def fmt_gib(n: int | None) -> str:
+    return "—" if n is None else f"{n / 2**30:.2f}"
 
 
 def machine_line(m: dict[str, Any] | None = None) -> str:

@@ -27,6 +27,9 @@ from benchmarks import bnsl_tasks, tiny_m2
 DEFAULT_MAX = 100_000
 TITLES = {"m2": "6. Scaling: time per task for T = 1e2 .. 1e5 (M2 tiny tasks)",
           "bnsl1": "6b. Scaling: time per task (BNSL-1 tasks)"}
+#: Sections of runs on an accelerator (tasks/s and peak device memory added), kept beside the CPU ones.
+GPU_TITLES = {"m2": "6c. Scaling on GPU: time per task (M2 tiny tasks)",
+              "bnsl1": "6d. Scaling on GPU: time per task (BNSL-1 tasks, up to 1e6)"}
 
 
 def sizes_up_to(t_max: int) -> list[int]:
@@ -69,18 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     n_base = n_base or (1000 if args.law == "m2" else 100)
     mod = tiny_m2 if args.law == "m2" else bnsl_tasks
 
+    import jax
+
+    accel = jax.default_backend() != "cpu"
     rows, ts, steady = [], [], []
     for t in sizes_up_to(t_max):
         data = mod.to_dataset(mod.generate(t, args.seed))
         tm = C.time_calls(lambda: mod.run_jaxscale(data), repeats=args.repeats)
         ok = float(np.mean(tm.result.ok[:t]))
         print(f"  T={t:>7,}: first {tm.first_s:.3f} s, steady {tm.steady_s:.3f} s "
-              f"({tm.steady_s / t * 1e6:.1f} us/task)", flush=True)
+              f"({tm.steady_s / t * 1e6:.1f} us/task)" + (f", peak device {C.fmt_gib(C.device_peak_bytes())} GiB"
+                                                           if accel else ""), flush=True)
         ts.append(t)
         steady.append(tm.steady_s)
+        gpu = (f" {t / tm.steady_s:,.0f} | {C.fmt_gib(C.device_peak_bytes())} |" if accel else "")
         rows.append(f"| {t:,} | {bucket_tasks(t):,} | {C.fmt_s(tm.first_s)} | {C.fmt_s(tm.steady_s)} | "
                     f"{tm.first_s / t * 1e6:.1f} | {tm.steady_s / t * 1e6:.1f} | {C.fmt_mib(tm.peak_extra_bytes)} | "
-                    f"{ok:.1%} |")
+                    f"{ok:.1%} |" + gpu)
     base = baseline_per_task(args.law, n_base, args.seed)
     print(f"  baseline: {base * 1e6:.1f} us/task on {n_base} tasks", flush=True)
     slope = loglog_slope(ts, steady)
@@ -95,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {C.machine_line()}.",
         "",
         "| T | padded T | first call (s) | steady (s) | first per task (us) | steady per task (us) | "
-        "peak RSS + (MiB) | ok fits |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "peak RSS + (MiB) | ok fits |" + (" tasks/s steady | peak device memory (GiB) |" if accel else ""),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if accel else ""),
         *rows,
         "",
         f"Log-log slope of steady time against T over T >= 1,000: {slope:.3f} (1 = linear, < 1 while fixed "
@@ -106,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Baseline for reference, {baseline_name}: {base * 1e6:.1f} us/task (measured on {n_base:,} tasks).",
         "",
         f"Each T is a fresh problem (seed {args.seed}); the first call compiles for the new padded shape. "
-        f"Steady state = best of {args.repeats} calls. Process peak RSS {C.fmt_mib(C.max_rss())} MiB.",
+        f"Steady state = best of {args.repeats} calls. Process peak RSS {C.fmt_mib(C.max_rss())} MiB."
+        + (" Peak device memory: the device's peak bytes in use since the process started, read after each T "
+           "(T grows, so it is that T's peak). The SciPy baseline runs on the host's CPU, one task at a time."
+           if accel else ""),
     ]
-    C.emit(args, TITLES[args.law], "\n".join(body))
+    C.emit(args, (GPU_TITLES if accel else TITLES)[args.law], "\n".join(body))
     return 0
 
 

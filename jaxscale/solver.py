@@ -59,7 +59,9 @@ class SolverConfig(NamedTuple):
       xtol: relative step size below which a step counts as converged.
       gtol: gradient infinity-norm below which a point counts as converged.
       batch_size: tasks screened at once (bounds screening memory), and the lanes (task, start)
-        iterated per compiled call.
+        iterated per compiled call. None (default) picks by the devices' platform: 256 for both
+        on CPU; on GPU/TPU 4,096 tasks screened at once and 65,536 lanes per call, since an
+        accelerator needs wide calls to be busy (see `batch_sizes`).
       max_tasks: tasks per screening call; larger batches are screened in chunks of this size.
       min_distance: kept starts differ by at least this much in some unconstrained coordinate
         (0 keeps the plain best `polish`).
@@ -77,12 +79,32 @@ class SolverConfig(NamedTuple):
     ftol: float = 1e-13
     xtol: float = 1e-10
     gtol: float = 1e-12
-    batch_size: int = 256
+    batch_size: int | None = None
     max_tasks: int = 32768
     min_distance: float = 2.0
     prune: float = 0.3
     restart_iter: int = 400
     limit_iter: int = 200
+
+
+#: Default (screening tasks, lanes per call) by platform when `SolverConfig.batch_size` is None.
+DEFAULT_BATCH = {"cpu": (256, 256), "accelerator": (4096, 65536)}
+
+
+def batch_sizes(cfg: SolverConfig, devices=None) -> tuple[int, int]:
+    """(tasks screened at once, lanes per compiled call) for `cfg` on `devices` (default all).
+
+    Example:
+        >>> batch_sizes(SolverConfig(batch_size=64))
+        (64, 64)
+    """
+    if cfg.batch_size is not None:
+        if cfg.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {cfg.batch_size}")
+        return cfg.batch_size, cfg.batch_size
+    devices = list(devices) if devices is not None else jax.devices()
+    cpu = all(d.platform == "cpu" for d in devices)
+    return DEFAULT_BATCH["cpu" if cpu else "accelerator"]
 
 
 class Solution(NamedTuple):
@@ -318,7 +340,7 @@ def screen(objective, starts_fn, x, y, w, cfg: SolverConfig, task_starts=None):
         return starts[idx], vals[idx]
 
     xs = (x, y, w) if task_starts is None else (x, y, w, task_starts)
-    return jax.lax.map(one, xs, batch_size=min(cfg.batch_size, x.shape[0]))
+    return jax.lax.map(one, xs, batch_size=min(batch_sizes(cfg)[0], x.shape[0]))
 
 
 def diverse_top_k(starts: Array, vals: Array, k: int, min_distance: float) -> Array:
@@ -356,7 +378,7 @@ class Engine:
     and runs passes of `cfg.chunk_iter` iterations on the lanes not yet converged and below
     `cfg.max_iter`, until none is left; after `cfg.first_iter` iterations only lanes still
     competitive with their task's best (`cfg.prune`) go on. The best start per task wins. Every
-    pass runs through one compiled function on fixed-size batches of `cfg.batch_size` lanes, so a
+    pass runs through one compiled function on fixed-size batches of lanes (`batch_sizes`), so a
     law compiles twice in all (the screening and the lane step), converged lanes stop costing work
     at the next pass, and no lane can stall the rest.
 
@@ -369,9 +391,11 @@ class Engine:
 
     def __init__(self, objective, starts_fn, cfg: SolverConfig, start_mode: str = "law", devices=None,
                  limits_fn=None):
+        devices = list(devices) if devices is not None else jax.devices()
+        screen_batch, self._lane_batch = batch_sizes(cfg, devices)
+        cfg = cfg._replace(batch_size=screen_batch)  # what `screen` reads
         self.cfg = cfg
         self._first = min(cfg.first_iter, cfg.max_iter)
-        devices = list(devices) if devices is not None else jax.devices()
         self.n_devices = len(devices)
 
         if start_mode not in ("law", "shared", "task"):
@@ -474,7 +498,7 @@ class Engine:
 
         n_starts, n = grid.shape[-2:] if self._start_mode != "law" else jax.eval_shape(
             self._starts_fn, x[0], y[0], w[0]).shape
-        size = _round_up(min(total * min(cfg.polish, n_starts), cfg.batch_size), self.n_devices)
+        size = _round_up(min(total * min(cfg.polish, n_starts), self._lane_batch), self.n_devices)
         # one device: compile the lane step while screening runs (several: the plain jit's dispatch)
         advance = self._advance_compiled(size, n, x, y, w) if self.n_devices == 1 else None
         parts = [self._screen(x[i:i + chunk], y[i:i + chunk], w[i:i + chunk], grid_part(i))
