@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                       baseline_tasks_help="tasks on which the SciPy baseline's per-task time is measured "
                                           "(default 1,000 for m2, 100 for bnsl1)")
     p.add_argument("--law", default="m2", choices=["m2", "bnsl1"], help="task family (default m2)")
+    p.add_argument("--sizes", type=int, nargs="+", default=None,
+                   help="the task counts T to time (default: powers of ten up to --tasks)")
     args = p.parse_args(argv)
     t_max, full = C.resolve_tasks(args, DEFAULT_MAX)
     n_base = args.baseline_tasks if args.baseline_tasks and args.baseline_tasks > 0 else None
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     accel = jax.default_backend() != "cpu"
     rows, ts, steady = [], [], []
-    for t in sizes_up_to(t_max):
+    for t in (sorted(args.sizes) if args.sizes else sizes_up_to(t_max)):
         data = mod.to_dataset(mod.generate(t, args.seed))
         tm = C.time_calls(lambda: mod.run_jaxscale(data), repeats=args.repeats)
         ok = float(np.mean(tm.result.ok[:t]))

@@ -138,3 +138,20 @@ def test_limits_naming_an_unknown_parameter_is_an_error():
     df = pd.DataFrame({"x": np.geomspace(1e2, 1e6, 12), "y": np.geomspace(2.0, 1.0, 12)})
     with pytest.raises(ValueError, match="offset"):
         jaxscale.fit(df, law, x="x", y="y")
+
+
+def test_batch_sizes_by_platform_and_results_independent_of_them():
+    from jaxscale.solver import DEFAULT_BATCH, SolverConfig, batch_sizes
+
+    assert batch_sizes(SolverConfig()) == DEFAULT_BATCH["cpu"] == (256, 256)  # tests run on CPU
+    assert batch_sizes(SolverConfig(batch_size=32)) == (32, 32)
+    with pytest.raises(ValueError, match="batch_size"):
+        batch_sizes(SolverConfig(batch_size=0))
+    rng = np.random.default_rng(3)
+    n = np.geomspace(1e6, 1e9, 10)
+    df = pd.concat([pd.DataFrame({"task": t, "N": n, "loss": (1.5 + t % 3) + 40 * n ** -(0.2 + 0.02 * t)
+                                  * np.exp(rng.normal(0, 0.01, n.size))}) for t in range(12)])
+    a = jaxscale.fit(df, "saturating_power_law", x="N", y="loss", by="task")
+    b = jaxscale.fit(df, "saturating_power_law", x="N", y="loss", by="task", batch_size=8)
+    assert np.all(a.ok) and np.all(b.ok)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-9, atol=1e-14)
