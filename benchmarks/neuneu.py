@@ -2,7 +2,7 @@
 
     python -m benchmarks.neuneu                       # held-out runs and held-out tasks
     python -m benchmarks.neuneu --splits runs --steps 600 --no-write
-    python -m benchmarks.neuneu --model paper --batch-size 256 --steps 2000   # on a GPU
+    python -m benchmarks.neuneu --model paper --batch-size 256 --steps 1000 --learning-rate 6e-4 --n-models 1  # GPU
 
 With ``--model paper`` (the ~19M-parameter architecture, width 512, 6 blocks; for a GPU) the
 sections written are "NeuNeu `paper` config ..." beside the small config's, and the speed table

@@ -82,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         data = mod.to_dataset(mod.generate(t, args.seed))
         tm = C.time_calls(lambda: mod.run_jaxscale(data), repeats=args.repeats)
         ok = float(np.mean(tm.result.ok[:t]))
+        peak = C.fmt_gib(C.device_peak_bytes()) if accel else None
         print(f"  T={t:>7,}: first {tm.first_s:.3f} s, steady {tm.steady_s:.3f} s "
-              f"({tm.steady_s / t * 1e6:.1f} us/task)" + (f", peak device {C.fmt_gib(C.device_peak_bytes())} GiB"
-                                                           if accel else ""), flush=True)
+              f"({tm.steady_s / t * 1e6:.1f} us/task)" + (f", peak device {peak} GiB" if accel else ""), flush=True)
         ts.append(t)
         steady.append(tm.steady_s)
-        gpu = (f" {t / tm.steady_s:,.0f} | {C.fmt_gib(C.device_peak_bytes())} |" if accel else "")
+        gpu = (f" {t / tm.steady_s:,.0f} | {peak} |" if accel else "")
         rows.append(f"| {t:,} | {bucket_tasks(t):,} | {C.fmt_s(tm.first_s)} | {C.fmt_s(tm.steady_s)} | "
                     f"{tm.first_s / t * 1e6:.1f} | {tm.steady_s / t * 1e6:.1f} | {C.fmt_mib(tm.peak_extra_bytes)} | "
                     f"{ok:.1%} |" + gpu)

@@ -145,6 +145,11 @@ def test_batch_sizes_by_platform_and_results_independent_of_them():
 
     assert batch_sizes(SolverConfig()) == DEFAULT_BATCH["cpu"] == (256, 256)  # tests run on CPU
     assert batch_sizes(SolverConfig(batch_size=32)) == (32, 32)
+    from types import SimpleNamespace
+
+    gpu = [SimpleNamespace(platform="gpu")]
+    assert batch_sizes(SolverConfig(), devices=gpu) == DEFAULT_BATCH["accelerator"] == (4096, 65536)
+    assert batch_sizes(SolverConfig(batch_size=512), devices=gpu) == (512, 512)
     with pytest.raises(ValueError, match="batch_size"):
         batch_sizes(SolverConfig(batch_size=0))
     rng = np.random.default_rng(3)
