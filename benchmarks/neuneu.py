@@ -40,6 +40,11 @@ TEST_GROUPS = ("arc_challenge", "hellaswag", "piqa")
 LOAD_FEATURES = ("bpb", "log_avg_loss", "soft")
 #: The prior variant's logistic laws: one per loss feature, fitted on the baseline's runs, averaged.
 PRIOR_LOSSES = ("log_avg_loss", "bpb", "soft")
+#: The second model family (held-out family split): OLMo-2 7B and 13B runs with intermediate checkpoints
+#: (``peteish7-anneal`` has a single checkpoint, so no trajectory).
+OLMO2_RUNS = ("peteish7", "peteish7-medlr", "peteish13")
+#: The splits the issue's must-show targets are for (the held-out family is reported beside them).
+TARGET_SPLITS = ("runs", "tasks")
 PAPER_ACCURACY_TITLE = "NeuNeu `paper` config on the OLMo ladder (GPU run)"
 PAPER_SPEED_TITLE = "10. NeuNeu training speed, `paper` config (OLMo ladder trajectories)"
 METHOD_LABELS = {"neuneu": "NeuNeu (small)", "neuneu_prior": "NeuNeu (small) + logistic priors", "logistic": "logistic of log avg. val. loss (paper baseline)",
@@ -78,10 +83,17 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         Trajectories, TrainConfig, count_params, held_out_runs, held_out_tasks, neuneu_backtest, summarize,
     )
 
+    from jaxscale.neuneu import held_out_family
+
     data = C.data_dir()
     t_all = time.perf_counter()
     traj = Trajectories.from_olmo(data, features=tuple(args.load_features))
     splits = {"runs": held_out_runs(traj), "tasks": held_out_tasks(traj, test_groups=list(args.test_groups))}
+    data_of = {"runs": traj, "tasks": traj}
+    if "family" in args.splits:  # the ladder plus the OLMo-2 runs with intermediate checkpoints
+        data_of["family"] = Trajectories.from_olmo(data, runs=list(traj.runs.index) + list(OLMO2_RUNS),
+                                                   features=tuple(args.load_features))
+        splits["family"] = held_out_family(data_of["family"])
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                        seed=args.seed, log_every=50)
     results, peaks = {}, {}
@@ -91,9 +103,9 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         common = dict(model=args.model, train_config=tcfg, context_length=args.context_length, seed=args.seed,
                       model_overrides={"dropout": args.dropout}, calibrate=not args.no_calibrate,
                       features=args.features)
-        res = neuneu_backtest(traj, splits[key], **common)
+        res = neuneu_backtest(data_of[key], splits[key], **common)
         if not args.no_prior:
-            res.variant = neuneu_backtest(traj, splits[key], baselines=(), logistic_prior=True,
+            res.variant = neuneu_backtest(data_of[key], splits[key], baselines=(), logistic_prior=True,
                                           prior_cross_fit="size", prior_losses=tuple(args.prior_losses),
                                           n_models=args.n_models, method_name="neuneu_prior", **common)
             forecasts = pd.concat([res.forecasts, res.variant.forecasts], ignore_index=True)
@@ -115,7 +127,9 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         "models and baselines).", "",
         f"Machine: {C.machine_line(m)}.", "",
         "Data: the OLMo ladder (`Trajectories.from_olmo`): 30 runs (190M-3.2B x 0.5-10 xC, plus the 1xC re-runs) "
-        "x 20 ranked-classification task splits, accuracy per checkpoint, x = tokens (gaps in log tokens). "
+        "x 20 ranked-classification task splits, accuracy per checkpoint, x = tokens (gaps in log tokens)"
+        + (f"; for the held-out family also the OLMo-2 runs {', '.join(OLMO2_RUNS)} (7B and 13B, "
+           "intermediate checkpoints)" if "family" in args.splits else "") + ". "
         f"Loss features of the target checkpoint ({', '.join(args.load_features)}; bpb = the task's loss in bits per "
         "byte, log_avg_loss = the run's log average validation loss over the 11 LM sets, soft = the task's "
         "probability on the correct choice normalised over the choices, i.e. exp(-task CE)), normalised with "
@@ -202,13 +216,22 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
             lines.append(f"| {task} | " + " | ".join(_fmt(v) for v in row) + " |")
         lines += ["", "</details>", ""]
     oracle = {k.split("/")[0]: checks.pop(k) for k in [k for k in checks if k.endswith("/oracle")]}
-    met = [k for k, c in checks.items() if c["ratio_ok"] and c["cov_ok"]]
-    best = min(checks, key=lambda k: checks[k]["ratio"])
+    targeted = {k: c for k, c in checks.items() if k.split("/")[0] in TARGET_SPLITS}
+    met = [k for k, c in targeted.items() if c["ratio_ok"] and c["cov_ok"]]
+    best = min(targeted, key=lambda k: targeted[k]["ratio"]) if targeted else None
+    family = {k: c for k, c in checks.items() if k.startswith("family/")}
     lines += [
         "Reading: the issue's must-show targets are NeuNeu MAE <= 0.62 x the logistic baseline and 80 % coverage "
-        f"within 10 points, on held-out runs and on held-out tasks. Measured: both targets met by "
-        f"{', '.join(met) if met else 'no variant on any split'}; the best MAE ratio is {checks[best]['ratio']:.3f} "
-        f"({best}), so the MAE target is {'met' if checks[best]['ratio_ok'] else 'not met'} here. "
+        "within 10 points, on held-out runs and on held-out tasks. Measured: both targets met by "
+        f"{', '.join(met) if met else 'no variant on these splits'}"
+        + (f"; the best MAE ratio there is {targeted[best]['ratio']:.3f} ({best}), so the MAE target is "
+           f"{'met' if targeted[best]['ratio_ok'] else 'not met'} here. " if best else ". ")
+        + ("On the held-out family (trained on the ladder, tested on the OLMo-2 7B/13B runs, which the issue lists as "
+           "a split but sets no target for) the ratios are "
+           + ", ".join(f"{c['ratio']:.3f} ({k.split('/')[1]}, coverage {c['coverage_80']:.3f})" for k, c in family.items())
+           + (": there the ladder's logistic law transfers poorly to another family, trained on other data, and "
+              "NeuNeu's context corrects it. " if all(c["ratio"] < 1 for c in family.values()) else ". ")
+           if family else "") +
         "The plain NeuNeu reads the trajectory and the loss features and predicts the change from the last observed "
         "accuracy; the prior variant predicts the change of the deviation from the averaged logistic priors, so it "
         "inherits their loss -> accuracy curves and uses the context to correct them per run. Its design was "
@@ -216,11 +239,15 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
         "\"NeuNeu design ablation\" (`python -m benchmarks.neuneu_ablation`): three priors beat one prior and no "
         "prior, the 3-model ensemble has the best mean of the variants tried, and no other change (a smoothed "
         "base, shorter training contexts, no context dropping, a wider model, priors extrapolated from smaller "
-        "models) improves on the single default model by more than the seed-to-seed spread. "
-        "For scale: shifting "
+        "models, priors stacked with per-task weights) improves on the single default model by more than the "
+        "seed-to-seed spread. For scale: shifting "
         "the baseline by each test trajectory's own median error (an oracle that knows the future) gives "
         + ", ".join(f"{o['offset']:.2f} ({k})" for k, o in oracle.items()) + ", so a 0.62 ratio needs more than a "
-        "per-trajectory constant correction. The paper's 38 % gain was measured with "
+        "per-trajectory constant correction. The section \"NeuNeu error anatomy\" (`python -m "
+        "benchmarks.neuneu_offsets`, validation splits) locates the rest: the priors' error is mostly a "
+        "per-trajectory offset that grows along the run; the early context and the sibling runs of the same size "
+        "recover only part of it, and even the exact offset of each (task, model size) pair would not bring the "
+        "priors to 0.62. The paper's 38 % gain was measured with "
         "~19M-parameter models trained for 3 epochs on DataDecide (many more runs and 66 tasks) and "
         "token-level loss histograms; here a " + (f"~{count_params(first.model) / 1e6:.1f}M-parameter model is "
         f"trained for {args.steps} steps" if args.model != "small" else "~0.1M-parameter model is trained for a few "
@@ -250,7 +277,7 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--splits", nargs="+", choices=("runs", "tasks"), default=["runs", "tasks"])
+    p.add_argument("--splits", nargs="+", choices=("runs", "tasks", "family"), default=["runs", "tasks", "family"])
     p.add_argument("--model", choices=("small", "paper"), default="small",
                    help="NeuNeu config (paper: ~19M parameters, for a GPU; its own sections)")
     p.add_argument("--steps", type=int, default=1200)

@@ -41,6 +41,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "cross_fit_below": ("training priors fitted on smaller models only (upward extrapolation)",
                         {"prior_cross_fit": "N", "prior_cross_fit_from": "below"}),
     "ensemble_3": ("ensemble of 3 models (quantiles averaged)", {"n_models": 3}),
+    "stacked_prior": ("base = per-task convex combination of the three priors, weights fitted on priors "
+                      "cross-fitted across sizes (instead of their mean)", {"prior_combine": "stack"}),
 }
 
 

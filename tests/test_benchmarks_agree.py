@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,3 +180,30 @@ def test_timing_and_machine():
     m = C.machine()
     assert m["cores"] >= 1 and m["jax"] and m["scipy"]
     assert "jax" in C.machine_line(m)
+
+
+def test_neuneu_offsets_helpers():
+    """The error-anatomy benchmark's pieces: the vectorised MAE equals the per-trajectory loop, the
+    oracle shift is the median per group, and ``sib`` averages the other runs of a (task, size)."""
+    from benchmarks import neuneu_offsets as O
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for run, size in (("a-1x", "a"), ("a-2x", "a"), ("a-5x", "a"), ("b-1x", "b")):
+        for task in ("t0", "t1"):
+            n = int(rng.integers(5, 9))
+            rows.append({"run": run, "task": task, "size": size, "ctx": float(rng.normal()),
+                         "dev": 0.3 + rng.normal(size=n), "noise": rng.normal(size=n), "pos": np.linspace(0.2, 1, n)})
+    df = O._with_siblings(pd.DataFrame(rows))
+    assert df.loc[0, "sib"] == pytest.approx(df.loc[[2, 4], "ctx"].mean())  # a-1x/t0: a-2x/t0 and a-5x/t0
+    assert df.loc[6, "sib"] == df.loc[6, "ctx"]  # b-1x/t0 has no sibling
+    loop = np.mean([np.abs(r.dev - 0.3 * r.ctx - 0.6 * r.sib).mean() for r in df.itertuples()])
+    assert O._mae(df, 0.3, 0.6) == pytest.approx(loop)
+    grid = np.array([[0.0, 0.0], [0.3, 0.6]])
+    np.testing.assert_allclose(O._mae_grid(df, grid), [O._mae(df), loop])
+    shift = O._oracle_shift(df, ["run", "task"])
+    np.testing.assert_allclose(shift, [np.median(d) for d in df["dev"]])
+    assert O._mae(df, shift=shift) < O._mae(df)  # the median minimises each trajectory's MAE
+    per_size = O._oracle_shift(df, ["task", "size"])
+    t0a = np.median(np.concatenate([df.loc[i, "dev"] for i in (0, 2, 4)]))
+    assert per_size.iloc[0] == pytest.approx(t0a)

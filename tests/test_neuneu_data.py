@@ -17,8 +17,8 @@ import pytest
 
 from jaxscale.neuneu.baselines import context_law_baseline, last_value_baseline, logistic_baseline
 from jaxscale.neuneu.protocol import (
-    NeuNeuMethod, NeuNeuSplit, calibrate_interval_scale, calibration_split, held_out_runs, held_out_tasks,
-    neuneu_backtest, summarize,
+    NeuNeuMethod, NeuNeuSplit, calibrate_interval_scale, calibration_split, held_out_family, held_out_runs,
+    held_out_tasks, neuneu_backtest, summarize,
 )
 from jaxscale.neuneu.samples import (
     OLMO_RC_TASKS, FeatureNormalizer, Trajectories, TrajectorySampler, evaluation_batch, histogram_features,
@@ -257,6 +257,55 @@ def test_loss_priors_average_one_logistic_law_per_loss():
                                with_logistic_prior(traj, traj, loss_feature="bpb").features[valid][:, 2])
 
 
+def test_simplex_least_squares_matches_a_brute_force_search():
+    from jaxscale.neuneu.baselines import simplex_least_squares
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    w_true = np.array([0.2, 0.0, 0.8])
+    np.testing.assert_allclose(simplex_least_squares(X, X @ w_true), w_true, atol=1e-9)
+    # the unconstrained solution (2, -1, 0) is off the simplex: compare with a fine grid over it
+    y = X @ np.array([2.0, -1.0, 0.0]) + 0.1 * rng.normal(size=40)
+    w = simplex_least_squares(X, y)
+    assert (w >= 0).all() and np.isclose(w.sum(), 1.0)
+    g = np.linspace(0.0, 1.0, 201)
+    grid = np.array([(a, b, 1.0 - a - b) for a in g for b in g if a + b <= 1.0 + 1e-12])
+    best = np.min(((X @ grid.T - y[:, None]) ** 2).sum(axis=0))
+    assert np.sum((X @ w - y) ** 2) <= best + 1e-9
+
+
+def test_stacked_priors_weight_the_prior_that_transfers_across_sizes():
+    from jaxscale.neuneu.baselines import with_loss_priors
+
+    df = _table(n_runs=4, n_tasks=2)
+    # "good": a loss that carries the run's shift (the accuracy is an exact logistic of it); "bpb" does not
+    k, r = df.task.str[1:].astype(int), df.run.str[1:].astype(int)
+    df["good"] = -(np.log(df.D / 1e9) - 3.0 - 0.5 * k + 0.3 * r)
+    traj = Trajectories.from_frame(df, x="D", y="acc", features=["bpb", "good"], run_columns=["size"])
+    out = with_loss_priors(traj, traj, loss_features=("bpb", "good"), combine="stack")
+    w = out.runs.attrs["prior_weights"]
+    assert list(w.columns) == ["bpb", "good"] and sorted(w.index) == ["t0", "t1"]
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    assert (w["good"] > 0.9).all()
+    valid = np.arange(out.x.shape[1]) < out.length[:, None]
+    wt = w.reindex(out.keys["task"]).to_numpy()
+    want = (out.features[:, :, 2:4] * wt[:, None, :]).sum(axis=2)
+    np.testing.assert_allclose(out.features[:, :, 4][valid], want[valid])
+    # the stacked prior is closer to the accuracy than the plain mean
+    mean = with_loss_priors(traj, traj, loss_features=("bpb", "good"))
+    err = lambda t: np.abs(t.features[:, :, -1] - t.y)[valid].mean()  # noqa: E731
+    assert err(out) < err(mean)
+    # a single size cannot be cross-fitted: equal weights, i.e. the mean
+    one = traj.subset(runs=["r0"])
+    np.testing.assert_allclose(with_loss_priors(one, one, loss_features=("bpb", "good"), combine="stack")
+                               .runs.attrs["prior_weights"].to_numpy(), 0.5)
+    with pytest.raises(ValueError, match="combine"):
+        with_loss_priors(traj, traj, loss_features=("bpb", "good"), combine="median")
+    no_size = Trajectories.from_frame(df, x="D", y="acc", features=["bpb", "good"])
+    with pytest.raises(ValueError, match="run column 'size'"):
+        with_loss_priors(no_size, no_size, loss_features=("bpb", "good"), combine="stack")
+
+
 def test_cross_fitted_prior_from_smaller_groups_only():
     from jaxscale.neuneu.baselines import with_logistic_prior
 
@@ -336,6 +385,15 @@ def test_splits_never_leak(data_dir):
         dataclasses.replace(runs, train_runs=runs.train_runs + (runs.test_runs[0],)).check()
     drawn = held_out_tasks(traj, n_test=3, seed=1)
     assert len({olmo_task_group(t) for t in drawn.test_tasks}) == 3
+    # held-out family: the ladder trains, the OLMo-2 runs are tested; without them a clear error
+    with pytest.raises(ValueError, match="no run of family 'olmo2'"):
+        held_out_family(traj)
+    both = Trajectories.from_olmo(data_dir, runs=list(traj.runs.index) + ["peteish7", "peteish13"],
+                                  features=("log_avg_loss",))
+    fam = held_out_family(both)
+    assert fam.test_runs == ("peteish13", "peteish7") and set(fam.train_runs) == set(traj.runs.index)
+    assert fam.baseline_runs == fam.train_runs and fam.test_tasks == fam.train_tasks
+    assert {both.runs.loc[r, "size"] for r in calibration_split(fam, both).test_runs} == {"3.2B"}
     # interval calibration only ever uses the training part
     cal = calibration_split(runs, traj)
     assert {traj.runs.loc[r, "size"] for r in cal.test_runs} == {"760M"}
@@ -440,6 +498,15 @@ def test_cli_round_trip(tmp_path, capsys):
     forecast = pd.read_csv(tmp_path / "f.csv")
     assert len(forecast) == 2 * 9 and {"q0.1", "q0.9", "prediction"} <= set(forecast)
     capsys.readouterr()
+    # held-out family: the runs whose family column is --test-family
+    fam_csv = tmp_path / "family.csv"
+    _table(n_runs=4, n_tasks=2).assign(family=lambda d: np.where(d.run == "r3", "new", "old")).to_csv(fam_csv, index=False)
+    fam = ["--data", str(fam_csv), "--features", "bpb", "--split", "family", "--test-family", "new"]
+    rc = main(["neuneu", "eval", str(model), *fam, "--baselines", "last_value", "--out", str(tmp_path / "sf.csv")])
+    assert rc == 0, capsys.readouterr().err
+    assert set(pd.read_csv(tmp_path / "sf.csv").run) == {"r3"}
+    assert main(["neuneu", "eval", str(model), *fam[:-1], "nope"]) == 2
+    assert "no run of family 'nope'" in capsys.readouterr().err
     # bad input: exit 2 with a message naming the problem
     assert main(["neuneu", "train", "--data", str(csv), "--y", "nope", "--out", str(tmp_path / "m2")]) == 2
     assert "'nope'" in capsys.readouterr().err
@@ -452,10 +519,13 @@ def test_cli_round_trip(tmp_path, capsys):
     # the logistic-prior variant: the prior of the test run is fitted on the other runs
     prior = ["--data", str(csv), "--features", "bpb,log_avg_loss", "--split", "runs", "--test-runs", "r3"]
     _table(n_runs=4, n_tasks=2).assign(log_avg_loss=lambda d: d.bpb / 2).to_csv(csv, index=False)
-    rc = main(["neuneu", "train", *prior, "--logistic-prior", "--steps", "10", "--batch-size", "16",
+    rc = main(["neuneu", "train", *prior, "--logistic-prior", "--prior-losses", "bpb,log_avg_loss",
+               "--prior-combine", "stack", "--steps", "10", "--batch-size", "16",
                "--context-length", "8", "--quiet", "--out", str(tmp_path / "mp")])
     assert rc == 0, capsys.readouterr().err
-    assert json.loads((tmp_path / "mp" / "neuneu_data.json").read_text())["residual"] == "logistic_prior"
+    meta = json.loads((tmp_path / "mp" / "neuneu_data.json").read_text())
+    assert meta["residual"] == "logistic_prior" and meta["info"]["prior_combine"] == "stack"
+    assert meta["feature_names"][-3:] == ["logistic_prior_bpb", "logistic_prior_log_avg_loss", "logistic_prior"]
     assert main(["neuneu", "predict", str(tmp_path / "mp"), *prior, "--out", str(tmp_path / "fp.csv")]) == 0
     assert np.isfinite(pd.read_csv(tmp_path / "fp.csv")[["q0.1", "prediction", "q0.9"]].to_numpy()).all()
 

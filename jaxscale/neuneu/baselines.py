@@ -30,7 +30,7 @@ from jaxscale.forecast import PREDICTION, forecast_frame
 from jaxscale.neuneu.samples import Trajectories, context_size
 
 __all__ = ["logistic_baseline", "fit_logistic_baseline", "context_law_baseline", "last_value_baseline",
-           "with_logistic_prior", "with_loss_priors"]
+           "with_logistic_prior", "with_loss_priors", "stacking_weights", "simplex_least_squares"]
 
 _ROWS = ["run", "task", "x"]
 
@@ -206,13 +206,22 @@ def with_logistic_prior(trajectories: Trajectories, fit_on: Trajectories, *, los
 def with_loss_priors(trajectories: Trajectories, fit_on: Trajectories, *,
                      loss_features: tuple[str, ...] = ("log_avg_loss",), name: str = "logistic_prior",
                      skip_fraction: float = 0.1, cross_fit: str | None = None,
-                     cross_fit_from: str = "others") -> Trajectories:
-    """``trajectories`` with one logistic prior per loss feature (`with_logistic_prior`) and their mean.
+                     cross_fit_from: str = "others", combine: str = "mean",
+                     stack_by: str = "size") -> Trajectories:
+    """``trajectories`` with one logistic prior per loss feature (`with_logistic_prior`) and their combination.
 
     With one loss feature this is `with_logistic_prior` (one feature ``name``). With several (e.g.
     ``("log_avg_loss", "bpb")``: the run's average validation loss and the task's own loss) each
-    prior becomes a feature ``f"{name}_{loss}"`` and ``name`` holds their mean, a steadier prior
-    than either (its errors partly cancel); every prior is fitted on ``fit_on`` only.
+    prior becomes a feature ``f"{name}_{loss}"`` and ``name`` holds their combination; every prior
+    is fitted on ``fit_on`` only.
+
+    ``combine``:
+        - ``"mean"``: the plain mean, a steadier prior than either (its errors partly cancel).
+        - ``"stack"``: a weighted mean per task, weights >= 0 summing to 1 (`stacking_weights`),
+          chosen by least squares on ``fit_on``'s *out-of-group* priors (each run's priors fitted
+          on the runs of ``fit_on`` with another ``stack_by`` value), so a prior that extrapolates
+          well across sizes gets the weight. Falls back to the mean where ``fit_on`` has a single
+          ``stack_by`` group. The weights are in ``result.runs.attrs["prior_weights"]``.
 
     Example:
         >>> train = with_loss_priors(train, train, loss_features=("log_avg_loss", "bpb"))  # doctest: +SKIP
@@ -222,6 +231,8 @@ def with_loss_priors(trajectories: Trajectories, fit_on: Trajectories, *,
     loss_features = tuple(loss_features)
     if not loss_features:
         raise ValueError("give at least one loss feature")
+    if combine not in ("mean", "stack"):
+        raise ValueError(f"combine must be 'mean' or 'stack', got {combine!r}")
     if len(loss_features) == 1:
         return with_logistic_prior(trajectories, fit_on, loss_feature=loss_features[0], name=name,
                                    skip_fraction=skip_fraction, cross_fit=cross_fit, cross_fit_from=cross_fit_from)
@@ -230,6 +241,83 @@ def with_loss_priors(trajectories: Trajectories, fit_on: Trajectories, *,
         out = with_logistic_prior(out, fit_on, loss_feature=loss, name=f"{name}_{loss}", skip_fraction=skip_fraction,
                                   cross_fit=cross_fit, cross_fit_from=cross_fit_from)
     k = [out.feature_names.index(f"{name}_{loss}") for loss in loss_features]
-    mean = out.features[:, :, k].mean(axis=2, keepdims=True)
-    return dataclasses.replace(out, features=np.concatenate([out.features, mean], axis=2),
+    priors = out.features[:, :, k]
+    if combine == "stack" and stack_by not in fit_on.runs.columns:
+        raise ValueError(f"combine='stack' cross-fits the priors across the run column {stack_by!r}, which the runs "
+                         f"table lacks (it has {list(fit_on.runs.columns)})")
+    if combine == "mean" or fit_on.runs[stack_by].reindex(sorted(set(fit_on.keys["run"]))).nunique() < 2:
+        weights = pd.DataFrame(1.0 / len(k), index=sorted(set(trajectories.keys["task"])), columns=list(loss_features))
+    else:
+        weights = stacking_weights(fit_on, loss_features=loss_features, skip_fraction=skip_fraction, by=stack_by)
+        missing = sorted(set(trajectories.keys["task"]) - set(weights.index))
+        if missing:
+            raise ValueError(f"no stacking weights for task(s) {missing[:5]}")
+    w = weights.reindex(trajectories.keys["task"]).to_numpy(float)  # [T, K]
+    combined = (priors * w[:, None, :]).sum(axis=2, keepdims=True)
+    runs = out.runs.copy()
+    runs.attrs["prior_weights"] = weights
+    return dataclasses.replace(out, runs=runs, features=np.concatenate([out.features, combined], axis=2),
                                feature_names=out.feature_names + (name,))
+
+
+def simplex_least_squares(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin_w ||X w - y||^2 subject to w >= 0 and sum(w) = 1, exactly (every active set; K is small).
+
+    Example:
+        >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> simplex_least_squares(X, X @ np.array([0.25, 0.75])).round(6).tolist()
+        [0.25, 0.75]
+    """
+    X, y = np.asarray(X, float), np.asarray(y, float)
+    K = X.shape[1]
+    if K > 12:
+        raise ValueError(f"simplex_least_squares enumerates active sets; K = {K} is too many")
+    best, best_loss = np.full(K, 1.0 / K), np.inf
+    for mask in range(1, 2 ** K):
+        s = [i for i in range(K) if mask >> i & 1]
+        A = X[:, s]
+        # KKT of min ||A v - y||^2 s.t. 1'v = 1
+        m = len(s)
+        kkt = np.zeros((m + 1, m + 1))
+        kkt[:m, :m] = 2.0 * A.T @ A
+        kkt[:m, m] = kkt[m, :m] = 1.0
+        rhs = np.concatenate([2.0 * A.T @ y, [1.0]])
+        v = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:m]
+        if (v < -1e-12).any():
+            continue
+        w = np.zeros(K)
+        w[s] = np.clip(v, 0.0, None)
+        w /= w.sum()
+        loss = float(np.sum((X @ w - y) ** 2))
+        if loss < best_loss - 1e-15:
+            best, best_loss = w, loss
+    return best
+
+
+def stacking_weights(fit_on: Trajectories, *, loss_features: tuple[str, ...], skip_fraction: float = 0.1,
+                     by: str = "size") -> pd.DataFrame:
+    """Per task, the convex weights of the logistic priors (one per loss feature) that best predict
+    the accuracy of ``fit_on``'s runs from priors fitted on its *other* ``by`` groups (cross-fitted,
+    `with_logistic_prior` ``cross_fit``), the first ``skip_fraction`` of each trajectory dropped.
+
+    Returns a frame indexed by task, one column per loss feature, rows summing to 1.
+
+    Example:
+        >>> stacking_weights(base, loss_features=("log_avg_loss", "bpb", "soft"))  # doctest: +SKIP
+    """
+    cross = with_loss_priors(fit_on, fit_on, loss_features=loss_features, name="_stack", skip_fraction=skip_fraction,
+                             cross_fit=by, combine="mean")
+    k = [cross.feature_names.index(f"_stack_{loss}") for loss in loss_features]
+    rows = {}
+    tasks = cross.keys["task"].to_numpy()
+    for task in sorted(set(tasks)):
+        X, y = [], []
+        for t in np.nonzero(tasks == task)[0]:
+            n = int(cross.length[t])
+            c0 = int(np.floor(skip_fraction * n))
+            X.append(cross.features[t, c0:n][:, k])
+            y.append(cross.y[t, c0:n])
+        X, y = np.concatenate(X), np.concatenate(y)
+        ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
+        rows[task] = simplex_least_squares(X[ok], y[ok]) if ok.sum() > len(k) else np.full(len(k), 1.0 / len(k))
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(loss_features))

@@ -9,12 +9,13 @@
 CSV/TSV/Parquet long table with one row per (run, task, checkpoint) (columns named by ``--run``,
 ``--task``, ``--x``, ``--y`` and ``--features``). ``--split`` picks what is held out: ``runs``
 (OLMo: train on 190M-760M, test 1.3B/3.2B; a table: ``--test-runs``), ``xc`` (OLMo: 5 and 10 xC),
-``tasks`` (whole benchmarks, ``--test-groups``; a table: ``--test-tasks`` and ``--test-runs``), or
-``none`` (train on / evaluate every trajectory; no logistic baseline then). `train` fits on the
-training part, `eval` scores the test part against the baselines (the score table per method,
-run and task is written to ``--out``; the summary is printed), `predict` writes the protocol's
-forecasts (first ``--context-fraction`` of each trajectory as context, every later checkpoint
-predicted, quantiles q0.1..q0.9) of the test part.
+``tasks`` (whole benchmarks, ``--test-groups``; a table: ``--test-tasks`` and ``--test-runs``),
+``family`` (OLMo: train on the ladder, test on the OLMo-2 7B/13B runs; a table: the runs whose
+``family`` column is ``--test-family``), or ``none`` (train on / evaluate every trajectory; no
+logistic baseline then). `train` fits on the training part, `eval` scores the test part against
+the baselines (the score table per method, run and task is written to ``--out``; the summary is
+printed), `predict` writes the protocol's forecasts (first ``--context-fraction`` of each
+trajectory as context, every later checkpoint predicted, quantiles q0.1..q0.9) of the test part.
 
 `main(argv)` returns the exit code: 0 on success, 2 on bad input (``error: ...``), 1 otherwise.
 """
@@ -49,19 +50,26 @@ def _trajectories(args: argparse.Namespace):
 
     if args.data == "olmo":
         features = () if args.features == ["none"] else tuple(args.features or ("bpb", "log_avg_loss"))
-        return Trajectories.from_olmo(args.data_dir, features=features)
+        runs = None
+        if getattr(args, "split", None) == "family":  # the ladder and the OLMo-2 runs with trajectories
+            from jaxscale.datasets.olmo import OLMO_RUN_FILES
+
+            runs = [r for r in OLMO_RUN_FILES if r != "peteish7-anneal"]  # that one has a single checkpoint
+        return Trajectories.from_olmo(args.data_dir, runs=runs, features=features)
     frame = read_table(args.data)
     features = [] if args.features in (None, ["none"]) else args.features
     x = None if args.x == "none" else args.x
     if x is not None and x in frame.columns:
         frame = frame.sort_values([args.run, args.task, x], kind="stable") if args.run in frame and args.task in frame \
             else frame
+    # a per-run "size" column, when the table has one, lets the logistic priors be cross-fitted across sizes
     return Trajectories.from_frame(frame, run=args.run, task=args.task, x=x, y=args.y, features=features,
-                                   x_unit=args.x_unit)
+                                   x_unit=args.x_unit,
+                                   run_columns=[c for c in ("size", "family") if c in frame.columns])
 
 
 def _split(traj, args: argparse.Namespace):
-    from jaxscale.neuneu.protocol import NeuNeuSplit, held_out_runs, held_out_tasks
+    from jaxscale.neuneu.protocol import NeuNeuSplit, held_out_family, held_out_runs, held_out_tasks
 
     kind = args.split
     runs = sorted(traj.runs.index)
@@ -83,6 +91,8 @@ def _split(traj, args: argparse.Namespace):
         if args.data != "olmo":
             raise ValueError("--split xc needs --data olmo")
         return held_out_runs(traj, by="xC")
+    if kind == "family":
+        return held_out_family(traj, test=args.test_family or "olmo2")
     if kind == "tasks":
         if args.data == "olmo" and not args.test_tasks:
             return held_out_tasks(traj, test_groups=args.test_groups or ["arc_challenge", "hellaswag", "piqa"],
@@ -126,11 +136,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         sizes = train.runs["size"].nunique() if "size" in train.runs.columns else 0
         train = with_loss_priors(train, train, loss_features=tuple(args.prior_losses),
-                                 cross_fit="size" if sizes > 1 else None)
+                                 cross_fit="size" if sizes > 1 else None, combine=args.prior_combine)
         residual = "logistic_prior"
     fc = train_forecaster(train, model=args.config, train_config=tcfg, context_length=args.context_length,
                           seed=args.seed, progress=not args.quiet, residual=residual)
     fc.info.update({"split": split.to_dict() if split else None, "data": args.data})
+    if args.logistic_prior:
+        fc.info["prior_combine"] = args.prior_combine
     out = fc.save(args.out)
     last = fc.trained.history.iloc[-1]
     print(f"trained NeuNeu ({args.config}) on {train.n_trajectories} trajectories for {args.steps} steps "
@@ -208,7 +220,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              "fitted on the other runs)")
         losses = tuple(f.removeprefix("logistic_prior_") for f in fc.feature_names
                        if f.startswith("logistic_prior_")) or ("log_avg_loss",)
-        test = with_loss_priors(test, base, loss_features=losses)
+        test = with_loss_priors(test, base, loss_features=losses, combine=fc.info.get("prior_combine", "mean"))
     table = fc.forecast(test, context_fraction=args.context_fraction)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -237,8 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--y", default="acc", metavar="COL", help="accuracy column of a table (default: %(default)s)")
         p.add_argument("--features", type=comma_names, default=None, metavar="COLS",
                        help="loss-feature columns ('none' for none; olmo default: bpb,log_avg_loss)")
-        p.add_argument("--split", default="runs", choices=("runs", "xc", "tasks", "none"),
+        p.add_argument("--split", default="runs", choices=("runs", "xc", "tasks", "family", "none"),
                        help="what is held out (default: %(default)s)")
+        p.add_argument("--test-family", default=None, metavar="NAME",
+                       help="with --split family: the held-out value of the runs' family column (default olmo2)")
         p.add_argument("--test-runs", type=comma_names, default=None, metavar="IDS", help="held-out runs")
         p.add_argument("--test-tasks", type=comma_names, default=None, metavar="IDS", help="held-out tasks (a table)")
         p.add_argument("--test-groups", type=comma_names, default=None, metavar="NAMES",
@@ -265,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prior-losses", type=comma_names, default=["log_avg_loss"], metavar="COLS",
                    help="with --logistic-prior: one logistic law per listed loss feature, averaged "
                         "(e.g. log_avg_loss,bpb,soft; default: log_avg_loss)")
+    t.add_argument("--prior-combine", choices=["mean", "stack"], default="mean",
+                   help="with several --prior-losses: their plain mean, or per-task convex weights chosen on "
+                        "priors cross-fitted across sizes (default: %(default)s)")
 
     e = add("eval", cmd_eval, "score a saved model on the test part against the baselines")
     e.add_argument("model", metavar="MODEL", help="directory written by `jaxscale neuneu train`")

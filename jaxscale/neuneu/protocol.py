@@ -508,6 +508,7 @@ def neuneu_backtest(
     prior_cross_fit: str | None = None,
     prior_cross_fit_from: str = "others",
     prior_losses: Sequence[str] | None = None,
+    prior_combine: str = "mean",
     n_models: int = 1,
     method_name: str = "neuneu",
 ) -> NeuNeuBacktest:
@@ -541,6 +542,9 @@ def neuneu_backtest(
             the default is the baseline's own (``loss_feature``); with several (e.g.
             ``("log_avg_loss", "bpb")``) the prior is the mean of one logistic law per loss,
             each fitted on the same runs as the baseline.
+        prior_combine: how several priors make the residual base (`baselines.with_loss_priors`
+            ``combine``): ``"mean"``, or ``"stack"`` (per-task convex weights chosen on priors
+            cross-fitted across the sizes of the runs the priors are fitted on).
         n_models: train this many models (seeds ``train_config.seed + i``, sampler ``seed + i``) and
             average their quantiles (`train.TrainedEnsemble`); the calibration model likewise.
         method_name: the ``method`` label of NeuNeu's rows.
@@ -561,12 +565,13 @@ def neuneu_backtest(
     if logistic_prior and forecaster is not None:  # the priors the model was trained with
         prior_losses = tuple(f.removeprefix("logistic_prior_") for f in forecaster.feature_names
                              if f.startswith("logistic_prior_")) or (loss_feature,)
+        prior_combine = forecaster.info.get("prior_combine", prior_combine)
     if logistic_prior:
         from jaxscale.neuneu.baselines import with_loss_priors
 
         train = with_loss_priors(train, train, loss_features=prior_losses, cross_fit=prior_cross_fit,
-                                 cross_fit_from=prior_cross_fit_from)
-        prior_test = with_loss_priors(test, base, loss_features=prior_losses)
+                                 cross_fit_from=prior_cross_fit_from, combine=prior_combine)
+        prior_test = with_loss_priors(test, base, loss_features=prior_losses, combine=prior_combine)
         if features is not None:
             features = tuple(features) + tuple(f for f in prior_test.feature_names if f.startswith("logistic_prior"))
     if forecaster is not None and features is None:
@@ -586,6 +591,8 @@ def neuneu_backtest(
                                       context_length=context_length, seed=seed, sampler_options=sampler_options,
                                       progress=progress, residual=residual, n_models=n_models)
     forecaster.info["split"] = split.name
+    if logistic_prior:
+        forecaster.info["prior_combine"] = prior_combine
     seconds["train"] = time.perf_counter() - t0
     if calibrate:
         t0 = time.perf_counter()
@@ -595,9 +602,9 @@ def neuneu_backtest(
             from jaxscale.neuneu.baselines import with_loss_priors
 
             cal_train = with_loss_priors(cal_train, cal_train, loss_features=prior_losses, cross_fit=prior_cross_fit,
-                                         cross_fit_from=prior_cross_fit_from)
+                                         cross_fit_from=prior_cross_fit_from, combine=prior_combine)
             cal_base = trajectories.subset(runs=cal.baseline_runs, tasks=cal.test_tasks)
-            cal_test = with_loss_priors(cal_test, cal_base, loss_features=prior_losses)
+            cal_test = with_loss_priors(cal_test, cal_base, loss_features=prior_losses, combine=prior_combine)
         if features is not None:
             cal_train, cal_test = cal_train.select_features(features), cal_test.select_features(features)
         cal_fc = train_forecaster(cal_train, model=model, model_overrides=model_overrides, train_config=train_config,
