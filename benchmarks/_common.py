@@ -446,6 +446,17 @@ def baseline_count(args: argparse.Namespace, n_tasks: int) -> int:
     return n_tasks if not b or b <= 0 else min(int(b), n_tasks)
 
 
+def accuracy_main(p: argparse.ArgumentParser, argv: Sequence[str] | None, accuracy: Path, title: str,
+                  run: Callable[[argparse.Namespace], str]) -> int:
+    """Add ``--accuracy``/``--no-write`` to ``p``, parse ``argv``, run and emit the section to ``accuracy``."""
+    p.add_argument("--accuracy", type=Path, default=accuracy)
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    args.results = args.accuracy
+    emit(args, title, run(args))
+    return 0
+
+
 def emit(args: argparse.Namespace, title: str, body: str) -> None:
     """Print the section and (unless --no-write) write it to the results file."""
     print(f"\n## {title}\n\n{body}")

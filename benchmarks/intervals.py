@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -149,13 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--law", default="saturating_power_law")
     p.add_argument("--boot", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--accuracy", type=Path, default=ACCURACY)
     p.add_argument("--no-bayes", action="store_true", help="skip the NUTS rows (the slowest part)")
-    p.add_argument("--no-write", action="store_true")
-    args = p.parse_args(argv)
-    args.results = args.accuracy
-    C.emit(args, TITLE, run(args))
-    return 0
+    return C.accuracy_main(p, argv, ACCURACY, TITLE, run)
 
 
 if __name__ == "__main__":

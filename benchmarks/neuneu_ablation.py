@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -121,12 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--accuracy", type=Path, default=ACCURACY)
-    p.add_argument("--no-write", action="store_true")
-    args = p.parse_args(argv)
-    args.results = args.accuracy
-    C.emit(args, TITLE, run(args))
-    return 0
+    return C.accuracy_main(p, argv, ACCURACY, TITLE, run)
 
 
 if __name__ == "__main__":

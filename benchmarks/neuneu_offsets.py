@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -221,12 +220,7 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--accuracy", type=Path, default=ACCURACY)
-    p.add_argument("--no-write", action="store_true")
-    args = p.parse_args(argv)
-    args.results = args.accuracy
-    C.emit(args, TITLE, run(args))
-    return 0
+    return C.accuracy_main(p, argv, ACCURACY, TITLE, run)
 
 
 if __name__ == "__main__":
