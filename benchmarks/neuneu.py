@@ -40,9 +40,6 @@ TEST_GROUPS = ("arc_challenge", "hellaswag", "piqa")
 LOAD_FEATURES = ("bpb", "log_avg_loss", "soft")
 #: The prior variant's logistic laws: one per loss feature, fitted on the baseline's runs, averaged.
 PRIOR_LOSSES = ("log_avg_loss", "bpb", "soft")
-#: The second model family (held-out family split): OLMo-2 7B and 13B runs with intermediate checkpoints
-#: (``peteish7-anneal`` has a single checkpoint, so no trajectory).
-OLMO2_RUNS = ("peteish7", "peteish7-medlr", "peteish13")
 #: The splits the issue's must-show targets are for (the held-out family is reported beside them).
 TARGET_SPLITS = ("runs", "tasks")
 PAPER_ACCURACY_TITLE = "NeuNeu `paper` config on the OLMo ladder (GPU run)"
@@ -80,10 +77,10 @@ def _oracle_diagnostics(forecasts: pd.DataFrame) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> tuple[str, str, dict]:
     from jaxscale.neuneu import (
-        Trajectories, TrainConfig, count_params, held_out_runs, held_out_tasks, neuneu_backtest, summarize,
+        Trajectories, TrainConfig, count_params, held_out_family, held_out_runs, held_out_tasks, neuneu_backtest,
+        summarize,
     )
-
-    from jaxscale.neuneu import held_out_family
+    from jaxscale.neuneu.samples import OLMO2_RUNS, OLMO_LADDER_RUNS
 
     data = C.data_dir()
     t_all = time.perf_counter()
@@ -91,7 +88,7 @@ def run(args: argparse.Namespace) -> tuple[str, str, dict]:
     splits = {"runs": held_out_runs(traj), "tasks": held_out_tasks(traj, test_groups=list(args.test_groups))}
     data_of = {"runs": traj, "tasks": traj}
     if "family" in args.splits:  # the ladder plus the OLMo-2 runs with intermediate checkpoints
-        data_of["family"] = Trajectories.from_olmo(data, runs=list(traj.runs.index) + list(OLMO2_RUNS),
+        data_of["family"] = Trajectories.from_olmo(data, runs=[*OLMO_LADDER_RUNS, *OLMO2_RUNS],
                                                    features=tuple(args.load_features))
         splits["family"] = held_out_family(data_of["family"])
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,

@@ -295,6 +295,12 @@ def test_stacked_priors_weight_the_prior_that_transfers_across_sizes():
     mean = with_loss_priors(traj, traj, loss_features=("bpb", "good"))
     err = lambda t: np.abs(t.features[:, :, -1] - t.y)[valid].mean()  # noqa: E731
     assert err(out) < err(mean)
+    # priors already cross-fitted across sizes are reused for the weights: the same as fitting them afresh
+    from jaxscale.neuneu.baselines import stacking_weights
+
+    crossed = with_loss_priors(traj, traj, loss_features=("bpb", "good"), combine="stack", cross_fit="size")
+    pd.testing.assert_frame_equal(crossed.runs.attrs["prior_weights"],
+                                  stacking_weights(traj, loss_features=("bpb", "good")))
     # a single size cannot be cross-fitted: equal weights, i.e. the mean
     one = traj.subset(runs=["r0"])
     np.testing.assert_allclose(with_loss_priors(one, one, loss_features=("bpb", "good"), combine="stack")

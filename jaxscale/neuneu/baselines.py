@@ -247,6 +247,8 @@ def with_loss_priors(trajectories: Trajectories, fit_on: Trajectories, *,
                          f"table lacks (it has {list(fit_on.runs.columns)})")
     if combine == "mean" or fit_on.runs[stack_by].reindex(sorted(set(fit_on.keys["run"]))).nunique() < 2:
         weights = pd.DataFrame(1.0 / len(k), index=sorted(set(trajectories.keys["task"])), columns=list(loss_features))
+    elif cross_fit == stack_by and cross_fit_from == "others" and trajectories is fit_on:
+        weights = _stacking_weights(out, name, loss_features, skip_fraction)  # priors already cross-fitted
     else:
         weights = stacking_weights(fit_on, loss_features=loss_features, skip_fraction=skip_fraction, by=stack_by)
         missing = sorted(set(trajectories.keys["task"]) - set(weights.index))
@@ -307,7 +309,13 @@ def stacking_weights(fit_on: Trajectories, *, loss_features: tuple[str, ...], sk
     """
     cross = with_loss_priors(fit_on, fit_on, loss_features=loss_features, name="_stack", skip_fraction=skip_fraction,
                              cross_fit=by, combine="mean")
-    k = [cross.feature_names.index(f"_stack_{loss}") for loss in loss_features]
+    return _stacking_weights(cross, "_stack", loss_features, skip_fraction)
+
+
+def _stacking_weights(cross: Trajectories, name: str, loss_features: tuple[str, ...],
+                      skip_fraction: float) -> pd.DataFrame:
+    """`stacking_weights` from trajectories that already hold the cross-fitted priors ``f"{name}_{loss}"``."""
+    k = [cross.feature_names.index(f"{name}_{loss}") for loss in loss_features]
     rows = {}
     tasks = cross.keys["task"].to_numpy()
     for task in sorted(set(tasks)):

@@ -50,12 +50,11 @@ def _trajectories(args: argparse.Namespace):
 
     if args.data == "olmo":
         features = () if args.features == ["none"] else tuple(args.features or ("bpb", "log_avg_loss"))
-        runs = None
-        if getattr(args, "split", None) == "family":  # the ladder and the OLMo-2 runs with trajectories
-            from jaxscale.datasets.olmo import OLMO_RUN_FILES
+        from jaxscale.neuneu.samples import OLMO2_RUNS, OLMO_LADDER_RUNS
 
-            runs = [r for r in OLMO_RUN_FILES if r != "peteish7-anneal"]  # that one has a single checkpoint
-        return Trajectories.from_olmo(args.data_dir, runs=runs, features=features)
+        family = getattr(args, "split", None) == "family"  # the ladder and the OLMo-2 runs with trajectories
+        return Trajectories.from_olmo(args.data_dir, runs=[*OLMO_LADDER_RUNS, *OLMO2_RUNS] if family else None,
+                                      features=features)
     frame = read_table(args.data)
     features = [] if args.features in (None, ["none"]) else args.features
     x = None if args.x == "none" else args.x

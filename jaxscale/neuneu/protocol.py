@@ -199,7 +199,7 @@ def held_out_tasks(trajectories: Trajectories, *, test_groups: Sequence[str] | N
 
 def held_out_family(trajectories: Trajectories, *, column: str = "family", test: str = "olmo2") -> NeuNeuSplit:
     """Train on one model family, test on another: by default the OLMo ladder vs the OLMo-2 7B/13B
-    runs (load them with ``Trajectories.from_olmo(runs=[...ladder..., "peteish7", "peteish13"])``).
+    runs (load them with ``Trajectories.from_olmo(runs=[*OLMO_LADDER_RUNS, *OLMO2_RUNS])``).
 
     Example:
         >>> split = held_out_family(traj)  # doctest: +SKIP

@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jaxscale.datasets.olmo import OLMO_RUN_FILES
 from jaxscale.neuneu.batch import Batch, SampleIndex
 
 __all__ = [
     "Trajectories", "FeatureNormalizer", "TrajectorySampler", "evaluation_batch", "lm_loss_features",
-    "histogram_features", "olmo_task_group", "OLMO_RC_TASKS", "GAP_UNITS",
+    "histogram_features", "olmo_task_group", "OLMO_RC_TASKS", "OLMO_LADDER_RUNS", "OLMO2_RUNS", "GAP_UNITS",
 ]
 
 #: The 20 ranked-classification task splits of the OLMo ladder (MMLU averages excluded).
@@ -47,6 +48,11 @@ OLMO_RC_TASKS: tuple[str, ...] = (
     "mmlu_stem_val_5shot", "openbookqa_test_5shot", "openbookqa_val_5shot", "piqa_val_5shot",
     "socialiqa_val_5shot", "winogrande_val_5shot",
 )
+#: The 30 OLMo ladder runs (190M..3B x 0.5..10 xC and the 1xC re-runs), `Trajectories.from_olmo`'s default.
+OLMO_LADDER_RUNS: tuple[str, ...] = tuple(r for r in OLMO_RUN_FILES if not r.startswith("peteish"))
+#: The OLMo-2 runs with intermediate checkpoints (a second family beside the ladder; ``peteish7-anneal``
+#: has a single checkpoint, so no trajectory).
+OLMO2_RUNS: tuple[str, ...] = ("peteish7", "peteish7-medlr", "peteish13")
 #: x unit -> gap unit of the batches (natural-log units when x is known).
 GAP_UNITS = {"tokens": "log_tokens", "flops": "log_flops", "x": "log_x", None: "index"}
 
@@ -333,8 +339,8 @@ class Trajectories:
         Args:
             data_dir: the data directory (see `jaxscale.datasets`).
             tasks: task splits (default `OLMO_RC_TASKS`); ``mmlu_average`` adds ``mmlu_avg_{val,test}_5shot``.
-            runs: run ids (default: the 30 ladder runs, 190M..3B x 0.5..10 xC and the 1xC re-runs;
-                the OLMo-2 runs ``peteish7``, ``peteish13``, ``peteish7-medlr`` can be added).
+            runs: run ids (default `OLMO_LADDER_RUNS`: 190M..3B x 0.5..10 xC and the 1xC re-runs;
+                the OLMo-2 runs `OLMO2_RUNS` can be added).
             features: any of ``"bpb"`` (the task's loss, bits per byte), ``"soft_log"``,
                 ``"avg_loss"`` / ``"log_avg_loss"`` (the run's mean validation loss over the 11 LM
                 sets); ``()`` for none.
@@ -349,7 +355,6 @@ class Trajectories:
             ((600, 2), ('bpb', 'log_avg_loss'))
         """
         from jaxscale.datasets import load_olmo_ladder
-        from jaxscale.datasets.olmo import OLMO_RUN_FILES
 
         if x not in ("D", "C"):
             raise ValueError(f"x must be 'D' (tokens) or 'C' (FLOPs), got {x!r}")
@@ -357,8 +362,7 @@ class Trajectories:
         task_list = list(OLMO_RC_TASKS if tasks is None else tasks)
         if mmlu_average:
             task_list += ["mmlu_avg_val_5shot", "mmlu_avg_test_5shot"]
-        ladder = [r for r in OLMO_RUN_FILES if not r.startswith("peteish")]
-        run_list = list(ladder if runs is None else runs)
+        run_list = list(OLMO_LADDER_RUNS if runs is None else runs)
         for name, wanted, known in (("task", task_list, set(ckpt["task"])), ("run", run_list, set(ckpt["run"]))):
             unknown = [v for v in wanted if v not in known]
             if unknown:
